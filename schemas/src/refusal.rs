@@ -1,0 +1,124 @@
+//! Why a bundle is refused: one variant per reason, each with a stable code.
+
+use crate::names::Digest;
+use crate::timestamp::Timestamp;
+
+/// The one reason a bundle was refused. Every check in the reader and the policy ends
+/// in exactly one of these; `code()` is the machine-readable form used by the API.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("file ends at byte {offset} inside {context}")]
+    Truncated { offset: u64, context: String },
+    #[error("entry {index} at byte {offset} is not a regular file (typeflag {typeflag:?})")]
+    NotRegularFile { index: usize, offset: u64, typeflag: char },
+    #[error("entry {index} at byte {offset} has an unsafe path {path:?}: {reason}")]
+    UnsafePath { index: usize, offset: u64, path: String, reason: String },
+    #[error("entry {index} at byte {offset} is {found:?}, expected {expected:?}")]
+    UnexpectedEntry { index: usize, offset: u64, expected: String, found: String },
+    #[error("entry {path} declares {declared} bytes, the manifest says {expected}")]
+    EntrySizeMismatch { path: String, declared: u64, expected: u64 },
+    #[error("header of {path} at byte {offset} is not canonical: field {field} differs")]
+    NonCanonicalHeader { path: String, offset: u64, field: &'static str },
+    #[error("header of {path} at byte {offset} has a bad checksum")]
+    HeaderChecksum { path: String, offset: u64 },
+    #[error("head is {size} bytes, more than the limit of {limit}")]
+    HeadTooLarge { size: u64, limit: u64 },
+    #[error("head is not valid JSON of the head form: {reason}")]
+    HeadMalformed { reason: String },
+    #[error("head is not in canonical form (first difference at byte {offset})")]
+    HeadNotCanonical { offset: u64 },
+    #[error("head padding at byte {offset} is not zero")]
+    HeadPadding { offset: u64 },
+    #[error("{what} envelope is invalid")]
+    Envelope {
+        what: String,
+        #[source]
+        source: keys::EnvelopeError,
+    },
+    #[error("root chain is not trusted")]
+    RootChain {
+        #[source]
+        source: keys::TrustError,
+    },
+    #[error("release signatures are not trusted")]
+    ReleaseSignatures {
+        #[source]
+        source: keys::TrustError,
+    },
+    #[error("manifest cannot be read")]
+    Manifest {
+        #[source]
+        source: crate::manifest::ManifestError,
+    },
+    #[error("manifest is inconsistent: {reason}")]
+    ManifestInconsistent { reason: String },
+    #[error("entry {path} has digest {actual}, the manifest says {expected}")]
+    DigestMismatch { path: String, expected: Digest, actual: Digest },
+    #[error("padding after {path} at byte {offset} is not zero")]
+    NonZeroPadding { path: String, offset: u64 },
+    #[error("end-of-archive block at byte {offset} is not zero")]
+    EndBlock { offset: u64 },
+    #[error("data after the end of the archive at byte {offset}")]
+    TrailingData { offset: u64 },
+    #[error("metadata entry {path} is {size} bytes, more than the limit of {limit}")]
+    MetadataTooLarge { path: String, size: u64, limit: u64 },
+    #[error("metadata entry {path} is invalid: {reason}")]
+    MetadataInvalid { path: String, reason: String },
+    #[error("bundle is for product {found:?}, expected {expected:?}")]
+    WrongProduct { expected: String, found: String },
+    #[error("bundle sequence {sequence} is below the minimum sequence {min_sequence}")]
+    BelowMinSequence { sequence: u64, min_sequence: u64 },
+    #[error("bundle expired at {expires} (clock: {now})")]
+    Expired { expires: Timestamp, now: Timestamp },
+    #[error("bundle was created at {created}, more than {skew_seconds}s after the clock ({now})")]
+    CreatedInFuture { created: Timestamp, now: Timestamp, skew_seconds: i64 },
+    #[error("clock {now} is more than {skew_seconds}s behind the clock floor {floor}")]
+    ClockBehindFloor { now: Timestamp, floor: Timestamp, skew_seconds: i64 },
+}
+
+impl Refusal {
+    /// A stable, machine-readable code for the reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Truncated { .. } => "truncated",
+            Refusal::NotRegularFile { .. } => "not_regular_file",
+            Refusal::UnsafePath { .. } => "unsafe_path",
+            Refusal::UnexpectedEntry { .. } => "unexpected_entry",
+            Refusal::EntrySizeMismatch { .. } => "entry_size_mismatch",
+            Refusal::NonCanonicalHeader { .. } => "non_canonical_header",
+            Refusal::HeaderChecksum { .. } => "header_checksum",
+            Refusal::HeadTooLarge { .. } => "head_too_large",
+            Refusal::HeadMalformed { .. } => "head_malformed",
+            Refusal::HeadNotCanonical { .. } => "head_not_canonical",
+            Refusal::HeadPadding { .. } => "head_padding",
+            Refusal::Envelope { .. } => "envelope_invalid",
+            Refusal::RootChain { .. } => "root_chain_untrusted",
+            Refusal::ReleaseSignatures { .. } => "release_signatures_untrusted",
+            Refusal::Manifest { .. } => "manifest_invalid",
+            Refusal::ManifestInconsistent { .. } => "manifest_inconsistent",
+            Refusal::DigestMismatch { .. } => "digest_mismatch",
+            Refusal::NonZeroPadding { .. } => "non_zero_padding",
+            Refusal::EndBlock { .. } => "end_block_not_zero",
+            Refusal::TrailingData { .. } => "trailing_data",
+            Refusal::MetadataTooLarge { .. } => "metadata_too_large",
+            Refusal::MetadataInvalid { .. } => "metadata_invalid",
+            Refusal::WrongProduct { .. } => "wrong_product",
+            Refusal::BelowMinSequence { .. } => "below_min_sequence",
+            Refusal::Expired { .. } => "expired",
+            Refusal::CreatedInFuture { .. } => "created_in_future",
+            Refusal::ClockBehindFloor { .. } => "clock_behind_floor",
+        }
+    }
+
+    /// The message with its causes, on one line.
+    pub fn full_message(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+}

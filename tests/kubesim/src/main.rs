@@ -1,0 +1,35 @@
+//! `kubesim`: runs the Kubernetes API simulator until interrupted and prints the path of
+//! its kubeconfig on stdout.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = kubesim::SimConfig::default();
+    if let Ok(registry) = std::env::var("KUBESIM_REGISTRY") {
+        config.registry = Some(kubesim::RegistryConfig::plain(&registry));
+    }
+    let sim = match kubesim::Simulator::start(config).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            return ExitCode::from(1);
+        }
+    };
+    println!("{}", sim.kubeconfig_path().display());
+    eprintln!("kubesim serving {} (Ctrl-C to stop)", sim.url());
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: waiting for Ctrl-C: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,241 @@
+//! Unknown-field detection: custom resources against their CRD's `openAPIV3Schema`, and
+//! tier 1 built-ins against tables of the fields their commonly written parts accept.
+
+use serde_json::Value;
+
+use crate::kinds::{ResourceKind, Tier};
+
+/// One step into a JSON document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// A field the schema does not declare, e.g. `spec.replica`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownField {
+    pub path: String,
+    pub segments: Vec<Segment>,
+}
+
+const METADATA: &[&str] = &[
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+    "annotations", "ownerReferences", "finalizers", "managedFields",
+];
+
+const CONTAINER: &[&str] = &[
+    "name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources",
+    "resizePolicy", "restartPolicy", "volumeMounts", "volumeDevices", "livenessProbe",
+    "readinessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
+    "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty",
+];
+
+const POD_SPEC: &[&str] = &[
+    "volumes", "initContainers", "containers", "ephemeralContainers", "restartPolicy",
+    "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "nodeSelector",
+    "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName",
+    "hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace", "securityContext",
+    "imagePullSecrets", "hostname", "subdomain", "affinity", "schedulerName", "tolerations",
+    "hostAliases", "priorityClassName", "priority", "dnsConfig", "readinessGates",
+    "runtimeClassName", "enableServiceLinks", "preemptionPolicy", "overhead",
+    "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates",
+    "resourceClaims", "resources",
+];
+
+const TEMPLATE: &[&str] = &["metadata", "spec"];
+
+/// The keys a built-in accepts at a path of field names, when the simulator knows them.
+fn known_keys(kind: &str, path: &[String]) -> Option<&'static [&'static str]> {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    let top: &'static [&'static str] = match kind {
+        "ConfigMap" => &["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"],
+        "Secret" => &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
+        "ServiceAccount" => &["apiVersion", "kind", "metadata", "secrets", "imagePullSecrets", "automountServiceAccountToken"],
+        "Role" => &["apiVersion", "kind", "metadata", "rules"],
+        "ClusterRole" => &["apiVersion", "kind", "metadata", "rules", "aggregationRule"],
+        "RoleBinding" | "ClusterRoleBinding" => &["apiVersion", "kind", "metadata", "subjects", "roleRef"],
+        "Event" => return None,
+        _ => &["apiVersion", "kind", "metadata", "spec", "status"],
+    };
+    let workload_spec: Option<&'static [&'static str]> = match kind {
+        "Deployment" => Some(&["replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused", "progressDeadlineSeconds"]),
+        "ReplicaSet" => Some(&["replicas", "minReadySeconds", "selector", "template"]),
+        "StatefulSet" => Some(&["replicas", "selector", "template", "volumeClaimTemplates", "serviceName", "podManagementPolicy", "updateStrategy", "revisionHistoryLimit", "minReadySeconds", "persistentVolumeClaimRetentionPolicy", "ordinals"]),
+        "DaemonSet" => Some(&["selector", "template", "updateStrategy", "minReadySeconds", "revisionHistoryLimit"]),
+        "Job" => Some(&["parallelism", "completions", "activeDeadlineSeconds", "podFailurePolicy", "successPolicy", "backoffLimit", "backoffLimitPerIndex", "maxFailedIndexes", "selector", "manualSelector", "template", "ttlSecondsAfterFinished", "completionMode", "suspend", "podReplacementPolicy", "managedBy"]),
+        "Service" => Some(&["ports", "selector", "clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity", "loadBalancerIP", "loadBalancerSourceRanges", "externalName", "externalTrafficPolicy", "healthCheckNodePort", "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy", "trafficDistribution"]),
+        _ => None,
+    };
+    match p.as_slice() {
+        [] => Some(top),
+        ["metadata"] => Some(METADATA),
+        ["spec"] => workload_spec.or(if kind == "Pod" { Some(POD_SPEC) } else { None }),
+        ["spec", "template"] if workload_spec.is_some() => Some(TEMPLATE),
+        ["spec", "template", "metadata"] => Some(METADATA),
+        ["spec", "template", "spec"] if workload_spec.is_some() => Some(POD_SPEC),
+        ["spec", "template", "spec", "containers" | "initContainers"] => Some(CONTAINER),
+        ["spec", "containers" | "initContainers"] if kind == "Pod" => Some(CONTAINER),
+        ["spec", "jobTemplate"] if kind == "CronJob" => Some(TEMPLATE),
+        _ => None,
+    }
+}
+
+fn walk_builtin(kind: &str, value: &Value, names: &mut Vec<String>, segs: &mut Vec<Segment>, out: &mut Vec<UnknownField>) {
+    match value {
+        Value::Object(map) => {
+            let known = known_keys(kind, names);
+            for (k, v) in map {
+                segs.push(Segment::Key(k.clone()));
+                if known.is_some_and(|ks| !ks.contains(&k.as_str())) {
+                    out.push(UnknownField {
+                        path: display(segs),
+                        segments: segs.clone(),
+                    });
+                } else if !(names.is_empty() && k == "status") && !matches!(k.as_str(), "labels" | "annotations" | "data" | "stringData") {
+                    names.push(k.clone());
+                    walk_builtin(kind, v, names, segs, out);
+                    names.pop();
+                }
+                segs.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                segs.push(Segment::Index(i));
+                walk_builtin(kind, item, names, segs, out);
+                segs.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn walk_schema(schema: &Value, value: &Value, segs: &mut Vec<Segment>, out: &mut Vec<UnknownField>, root: bool) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true && schema["properties"].is_null() {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema["properties"].as_object();
+            let additional = &schema["additionalProperties"];
+            let embedded = schema["x-kubernetes-embedded-resource"] == true;
+            for (k, v) in map {
+                segs.push(Segment::Key(k.clone()));
+                if (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind") {
+                } else if (root || embedded) && k == "metadata" {
+                    if let Some(m) = v.as_object() {
+                        for mk in m.keys() {
+                            if !METADATA.contains(&mk.as_str()) {
+                                segs.push(Segment::Key(mk.clone()));
+                                out.push(UnknownField { path: display(segs), segments: segs.clone() });
+                                segs.pop();
+                            }
+                        }
+                    }
+                } else if let Some(sub) = props.and_then(|p| p.get(k)) {
+                    walk_schema(sub, v, segs, out, false);
+                } else if additional.is_object() {
+                    walk_schema(additional, v, segs, out, false);
+                } else if additional == true || schema["x-kubernetes-preserve-unknown-fields"] == true {
+                } else {
+                    out.push(UnknownField { path: display(segs), segments: segs.clone() });
+                }
+                segs.pop();
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    segs.push(Segment::Index(i));
+                    walk_schema(item_schema, item, segs, out, false);
+                    segs.pop();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn display(segs: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segs {
+        match s {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Fields of `object` its kind's schema does not declare.
+pub fn unknown_fields(kind: &ResourceKind, object: &Value) -> Vec<UnknownField> {
+    let mut out = Vec::new();
+    match kind.tier {
+        Tier::Custom => {
+            if let Some(schema) = &kind.schema {
+                walk_schema(schema, object, &mut Vec::new(), &mut out, true);
+            }
+        }
+        Tier::One | Tier::Two => {
+            if kind.group.is_empty() || kind.tier == Tier::One || kind.kind != "Event" {
+                walk_builtin(&kind.kind, object, &mut Vec::new(), &mut Vec::new(), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Removes the value at a path (for pruning unknown fields).
+pub fn remove(object: &mut Value, segments: &[Segment]) {
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    let mut cur = object;
+    for s in parents {
+        let next = match s {
+            Segment::Key(k) => cur.get_mut(k.as_str()),
+            Segment::Index(i) => cur.get_mut(*i),
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match last {
+        Segment::Key(k) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.shift_remove(k);
+            }
+        }
+        Segment::Index(i) => {
+            if let Some(a) = cur.as_array_mut() {
+                if *i < a.len() {
+                    a.remove(*i);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::builtin_kinds;
+    use serde_json::json;
+
+    #[test]
+    fn finds_typos_in_deployment_containers() {
+        let kind = builtin_kinds().into_iter().find(|k| k.kind == "Deployment").expect("deployment");
+        let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+            "spec": {"replica": 1, "template": {"spec": {"containers": [{"name": "a", "imagee": "x"}]}}}});
+        let paths: Vec<String> = unknown_fields(&kind, &obj).into_iter().map(|u| u.path).collect();
+        assert_eq!(paths, vec!["spec.replica", "spec.template.spec.containers[0].imagee"]);
+    }
+}

@@ -1,0 +1,124 @@
+//! The independent second client: kubectl 1.33 against the simulator.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kubesim::Simulator;
+
+use crate::start;
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+fn kubectl(sim: &Simulator, args: &[&str]) -> Output {
+    assert!(
+        Path::new(KUBECTL).exists(),
+        "kubectl 1.33 is required at {KUBECTL} (it ships beside the kubectl version dispatcher of the machine image); install google-cloud-cli's kubectl component"
+    );
+    let cache = sim.work_dir().join("kube-cache");
+    Command::new(KUBECTL)
+        .args(args)
+        .arg(format!("--cache-dir={}", cache.display()))
+        .env("KUBECONFIG", sim.kubeconfig_path())
+        .env("HOME", sim.work_dir())
+        .output()
+        .expect("kubectl runs")
+}
+
+fn ok(sim: &Simulator, args: &[&str]) -> String {
+    let out = kubectl(sim, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels:
+    app: demo
+data:
+  mode: fast
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo
+spec:
+  selector:
+    app: demo
+  ports:
+  - port: 80
+    targetPort: 8080
+"#;
+
+#[tokio::test]
+async fn kubectl_server_side_apply_get_patch_delete() {
+    let (sim, _client) = start().await;
+    let dir = sim.work_dir().to_path_buf();
+    let manifest = dir.join("manifest.yaml");
+    std::fs::write(&manifest, MANIFEST).expect("write manifest");
+    let path = manifest.to_string_lossy().into_owned();
+
+    let version = ok(&sim, &["version", "-o", "json"]);
+    assert!(version.contains("\"gitVersion\": \"v1.33.0-kubesim\""), "{version}");
+
+    let applied = ok(&sim, &["apply", "--server-side", "-f", &path]);
+    assert_eq!(applied.trim(), "configmap/settings serverside-applied\nservice/demo serverside-applied");
+    let again = ok(&sim, &["apply", "--server-side", "-f", &path]);
+    assert_eq!(again.trim(), "configmap/settings serverside-applied\nservice/demo serverside-applied");
+
+    let managed = ok(&sim, &["get", "configmap", "settings", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}"]);
+    assert_eq!(managed, "kubectl/Apply");
+
+    let table = ok(&sim, &["get", "services"]);
+    let header: Vec<&str> = table.lines().next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    assert!(table.lines().any(|l| l.starts_with("demo ") && l.contains("ClusterIP") && l.contains("80/TCP")), "{table}");
+
+    let patched = ok(&sim, &["patch", "configmap", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"slow"}}"#]);
+    assert_eq!(patched.trim(), "configmap/settings patched");
+    assert_eq!(ok(&sim, &["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]), "slow");
+
+    let strategic = kubectl(&sim, &["patch", "configmap", "settings", "-p", r#"{"data":{"mode":"x"}}"#]);
+    assert!(!strategic.status.success());
+    assert!(String::from_utf8_lossy(&strategic.stderr).contains("strategic merge patch is not simulated"), "{}", String::from_utf8_lossy(&strategic.stderr));
+
+    let deleted = ok(&sim, &["delete", "-f", &path]);
+    assert_eq!(deleted.trim(), "configmap \"settings\" deleted\nservice \"demo\" deleted");
+    let missing = kubectl(&sim, &["get", "cm", "settings"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("configmaps \"settings\" not found"));
+}
+
+#[tokio::test]
+async fn kubectl_shows_crd_printer_columns_and_waits_for_conditions() {
+    let (sim, _client) = start().await;
+    let dir = sim.work_dir().to_path_buf();
+    let crd = dir.join("crd.json");
+    std::fs::write(&crd, crate::crds_and_watch::widget_crd().to_string()).expect("write crd");
+    ok(&sim, &["apply", "--server-side", "-f", &crd.to_string_lossy()]);
+    let waited = ok(&sim, &["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s"]);
+    assert_eq!(waited.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met");
+
+    let cr = dir.join("cr.yaml");
+    std::fs::write(&cr, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 7\n").expect("write cr");
+    ok(&sim, &["apply", "--server-side", "-f", &cr.to_string_lossy()]);
+    let table = ok(&sim, &["get", "widgets"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "READY"]);
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(row, ["w1", "7", "<none>"]);
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  sise: 7\n").expect("write bad");
+    let refused = kubectl(&sim, &["apply", "--server-side", "-f", &bad.to_string_lossy()]);
+    assert!(!refused.status.success(), "strict validation refuses unknown fields");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"spec.sise\""), "{}", String::from_utf8_lossy(&refused.stderr));
+}
