@@ -96,10 +96,13 @@ impl TryFrom<EnvelopeWire> for Envelope {
             .signatures
             .into_iter()
             .map(|s| {
-                let sig = BASE64
-                    .decode(&s.sig)
-                    .map_err(|e| format!("signature by key {} is not standard base64: {e}", s.keyid))?;
-                Ok(Signature { keyid: s.keyid, sig })
+                let sig = BASE64.decode(&s.sig).map_err(|e| {
+                    format!("signature by key {} is not standard base64: {e}", s.keyid)
+                })?;
+                Ok(Signature {
+                    keyid: s.keyid,
+                    sig,
+                })
             })
             .collect::<Result<_, String>>()?;
         Ok(Envelope {
@@ -232,7 +235,11 @@ mod tests {
     fn canonical_json_has_dsse_shape_and_sorted_signatures() {
         let (env, a, b) = signed();
         let json = String::from_utf8(env.to_canonical_json()).unwrap();
-        let (first, second) = if a.key_id() < b.key_id() { (&a, &b) } else { (&b, &a) };
+        let (first, second) = if a.key_id() < b.key_id() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
         let sig = |k: &SigningKey| BASE64.encode(k.sign(&env.pae_bytes()));
         assert_eq!(
             json,
@@ -273,10 +280,16 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("signature by key {} is 63 bytes long, expected 64", c.key_id())
+            format!(
+                "signature by key {} is 63 bytes long, expected 64",
+                c.key_id()
+            )
         );
         let err = env.attach(a.key_id(), vec![0; 64]).unwrap_err();
-        assert!(matches!(err, EnvelopeError::DuplicateSignature { .. }), "{err:?}");
+        assert!(
+            matches!(err, EnvelopeError::DuplicateSignature { .. }),
+            "{err:?}"
+        );
 
         // A garbage signature is attached; verification will refuse it later.
         env.attach(c.key_id(), vec![0; 64]).unwrap();
@@ -284,7 +297,9 @@ mod tests {
         assert!(env.signatures.windows(2).all(|w| w[0].keyid < w[1].keyid));
         // A detached signature over pae_bytes is what sign() makes.
         let mut detached = Envelope::new("t", b"p".to_vec());
-        detached.attach(c.key_id(), c.sign(&detached.pae_bytes()).to_vec()).unwrap();
+        detached
+            .attach(c.key_id(), c.sign(&detached.pae_bytes()).to_vec())
+            .unwrap();
         let mut direct = Envelope::new("t", b"p".to_vec());
         direct.sign(&c).unwrap();
         assert_eq!(detached, direct);
@@ -337,7 +352,8 @@ mod tests {
             let err = Envelope::parse_canonical(bad.as_bytes()).unwrap_err();
             match &err {
                 EnvelopeError::NotCanonical => assert!(
-                    err.to_string().starts_with("envelope is not in canonical form"),
+                    err.to_string()
+                        .starts_with("envelope is not in canonical form"),
                     "{err}"
                 ),
                 // Unpadded base64 does not even decode.

@@ -96,7 +96,9 @@ pub enum KeyError {
     },
 
     /// A key name for `keygen` that is not a plain file name.
-    #[error("invalid key name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'")]
+    #[error(
+        "invalid key name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
+    )]
     InvalidKeyName {
         /// The name given.
         name: String,
@@ -292,7 +294,9 @@ pub enum TrustError {
     },
 
     /// Too few distinct keys of a key set signed.
-    #[error("{role} threshold not met: {have} valid signatures by distinct {role} keys, {need} required")]
+    #[error(
+        "{role} threshold not met: {have} valid signatures by distinct {role} keys, {need} required"
+    )]
     ThresholdNotMet {
         /// Whose keys.
         role: Role,

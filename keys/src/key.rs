@@ -119,11 +119,10 @@ impl PublicKey {
 
     /// A public key from SPKI PEM (`BEGIN PUBLIC KEY`), as `openssl pkey -pubout` writes.
     pub fn from_spki_pem(pem: &str) -> Result<PublicKey, KeyError> {
-        let (label, doc) = pkcs8::Document::from_pem(pem).map_err(|source| {
-            KeyError::MalformedPublicKey {
+        let (label, doc) =
+            pkcs8::Document::from_pem(pem).map_err(|source| KeyError::MalformedPublicKey {
                 source: source.into(),
-            }
-        })?;
+            })?;
         if label != "PUBLIC KEY" {
             return Err(KeyError::MalformedPublicKey {
                 source: pkcs8::spki::Error::Asn1(pkcs8::der::Error::from(
@@ -265,12 +264,11 @@ impl SigningKey {
         if !encrypted {
             return SigningKey::from_pkcs8_pem(&pem, None).map_err(in_file);
         }
-        let passphrase = std::env::var_os(passphrase_env).ok_or_else(|| {
-            KeyError::PassphraseEnvUnset {
+        let passphrase =
+            std::env::var_os(passphrase_env).ok_or_else(|| KeyError::PassphraseEnvUnset {
                 path: path.to_owned(),
                 var: passphrase_env.to_owned(),
-            }
-        })?;
+            })?;
         let passphrase = Zeroizing::new(passphrase.into_encoded_bytes());
         SigningKey::from_pkcs8_pem(&pem, Some(&passphrase)).map_err(in_file)
     }
@@ -407,7 +405,12 @@ mod tests {
     #[test]
     fn rejects_uppercase_or_short_key_id() {
         let id = SigningKey::from_seed(&[1; 32]).key_id().to_string();
-        for bad in [id.to_uppercase(), id[..63].to_owned(), format!("{id}0"), "zz".repeat(32)] {
+        for bad in [
+            id.to_uppercase(),
+            id[..63].to_owned(),
+            format!("{id}0"),
+            "zz".repeat(32),
+        ] {
             let err = bad.parse::<KeyId>().unwrap_err();
             assert!(
                 matches!(&err, KeyError::InvalidKeyId { value } if *value == bad),
@@ -443,7 +446,10 @@ mod tests {
         identity[0] = 1;
         let err = PublicKey::from_bytes(&identity).unwrap_err();
         let keyid = KeyId::of_spki_der(&spki_der(&identity));
-        assert!(matches!(&err, KeyError::WeakPublicKey { keyid: k } if *k == keyid), "{err:?}");
+        assert!(
+            matches!(&err, KeyError::WeakPublicKey { keyid: k } if *k == keyid),
+            "{err:?}"
+        );
         assert_eq!(
             err.to_string(),
             format!("public key {keyid} is weak (a small-order point) and cannot be trusted")
@@ -466,7 +472,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("public key {} is not canonically encoded", hex::encode(bytes))
+            format!(
+                "public key {} is not canonically encoded",
+                hex::encode(bytes)
+            )
         );
     }
 
@@ -474,7 +483,9 @@ mod tests {
     fn rejects_non_canonical_spki_der() {
         let key = SigningKey::from_seed(&[3; 32]).public_key();
         // Same key, with explicit NULL algorithm parameters (not RFC 8410's encoding).
-        let mut der = vec![0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00];
+        let mut der = vec![
+            0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00,
+        ];
         der.extend_from_slice(&[0x03, 0x21, 0x00]);
         der.extend_from_slice(key.as_bytes());
         let err = PublicKey::from_spki_der(&der).unwrap_err();
@@ -490,12 +501,18 @@ mod tests {
     #[test]
     fn rejects_malformed_public_key() {
         let err = PublicKey::from_spki_der(b"not der").unwrap_err();
-        assert!(matches!(err, KeyError::MalformedPublicKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::MalformedPublicKey { .. }),
+            "{err:?}"
+        );
         assert_eq!(err.to_string(), "malformed ed25519 spki public key");
         // A private key where a public key belongs.
         let pem = SigningKey::from_seed(&[4; 32]).to_pkcs8_pem();
         let err = PublicKey::from_spki_pem(&pem).unwrap_err();
-        assert!(matches!(err, KeyError::MalformedPublicKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::MalformedPublicKey { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -504,7 +521,11 @@ mod tests {
         let pem = key.to_pkcs8_pem();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{}", *pem);
         let (_, doc) = SecretDocument::from_pem(&pem).unwrap();
-        assert_eq!(doc.as_bytes().len(), 48, "v1 without the public key, as openssl writes");
+        assert_eq!(
+            doc.as_bytes().len(),
+            48,
+            "v1 without the public key, as openssl writes"
+        );
         let back = SigningKey::from_pkcs8_pem(&pem, None).unwrap();
         assert_eq!(back.key_id(), key.key_id());
     }
@@ -518,7 +539,10 @@ mod tests {
         }
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap();
-        assert_eq!(SigningKey::from_pkcs8_pem(&v2, None).unwrap().key_id(), key.key_id());
+        assert_eq!(
+            SigningKey::from_pkcs8_pem(&v2, None).unwrap().key_id(),
+            key.key_id()
+        );
 
         // A v2 key whose public key does not belong to the private key is refused.
         let other = SigningKey::from_seed(&[9; 32]).public_key();
@@ -529,7 +553,10 @@ mod tests {
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap();
         let err = SigningKey::from_pkcs8_pem(&bad, None).unwrap_err();
-        assert!(matches!(err, KeyError::MalformedPrivateKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::MalformedPrivateKey { .. }),
+            "{err:?}"
+        );
         assert_eq!(err.to_string(), "malformed ed25519 pkcs#8 private key");
     }
 
@@ -547,7 +574,10 @@ mod tests {
     #[test]
     fn rejects_text_that_is_not_pem() {
         let err = SigningKey::from_pkcs8_pem("hello", None).unwrap_err();
-        assert!(matches!(err, KeyError::MalformedPrivateKey { .. }), "{err:?}");
+        assert!(
+            matches!(err, KeyError::MalformedPrivateKey { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -564,7 +594,10 @@ mod tests {
 
         let err = SigningKey::from_pkcs8_pem(&pem, None).unwrap_err();
         assert!(matches!(err, KeyError::PassphraseRequired), "{err:?}");
-        assert_eq!(err.to_string(), "private key is encrypted and no passphrase was given");
+        assert_eq!(
+            err.to_string(),
+            "private key is encrypted and no passphrase was given"
+        );
 
         let err = SigningKey::from_pkcs8_pem(&pem, Some(b"wrong")).unwrap_err();
         assert!(matches!(err, KeyError::Decrypt { .. }), "{err:?}");
@@ -588,7 +621,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("signature by key {} is 63 bytes long, expected 64", key.key_id())
+            format!(
+                "signature by key {} is 63 bytes long, expected 64",
+                key.key_id()
+            )
         );
 
         let err = public.verify(b"hellO", &sig).unwrap_err();
@@ -630,12 +666,18 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs_err::metadata(&files.private_key).unwrap().permissions().mode();
+            let mode = fs_err::metadata(&files.private_key)
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = SigningKey::load(&files.private_key, "SEALIFT_TEST_UNSET_VARIABLE").unwrap();
         assert_eq!(key.key_id(), files.keyid);
-        assert_eq!(PublicKey::load(&files.public_key).unwrap().key_id(), files.keyid);
+        assert_eq!(
+            PublicKey::load(&files.public_key).unwrap().key_id(),
+            files.keyid
+        );
 
         let err = generate_key_files(dir.path(), "release").unwrap_err();
         assert!(
@@ -644,7 +686,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("{} already exists; refusing to overwrite it", files.private_key.display())
+            format!(
+                "{} already exists; refusing to overwrite it",
+                files.private_key.display()
+            )
         );
         // A stray .pub alone also stops it, before any key is written.
         fs_err::write(dir.path().join("other.pub"), "x").unwrap();

@@ -318,14 +318,25 @@ mod tests {
         let mut v = payload_json();
         v["version"] = 0.into();
         let err = parse_value(&v).unwrap_err();
-        assert!(matches!(err, RootError::InvalidVersion { version: 0 }), "{err:?}");
-        assert_eq!(err.to_string(), "root document has version 0; versions start at 1");
+        assert!(
+            matches!(err, RootError::InvalidVersion { version: 0 }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "root document has version 0; versions start at 1"
+        );
     }
 
     #[test]
     fn refuses_key_listed_twice() {
         let err = KeySet::new(1, vec![pk(1), pk(1)]).unwrap_err();
-        assert_eq!(err, KeySetError::DuplicateKey { keyid: pk(1).key_id() });
+        assert_eq!(
+            err,
+            KeySetError::DuplicateKey {
+                keyid: pk(1).key_id()
+            }
+        );
         assert_eq!(
             err.to_string(),
             format!("key {} is listed more than once", pk(1).key_id())
@@ -336,7 +347,13 @@ mod tests {
         v["rootKeys"]["keys"].as_array_mut().unwrap().push(first);
         let err = parse_value(&v).unwrap_err();
         assert!(
-            matches!(&err, RootError::KeySet { role: Role::Root, source: KeySetError::DuplicateKey { .. } }),
+            matches!(
+                &err,
+                RootError::KeySet {
+                    role: Role::Root,
+                    source: KeySetError::DuplicateKey { .. }
+                }
+            ),
             "{err:?}"
         );
         assert_eq!(err.to_string(), "invalid root keys");
@@ -358,7 +375,16 @@ mod tests {
         v["releaseKeys"]["threshold"] = 2.into();
         let err = parse_value(&v).unwrap_err();
         assert!(
-            matches!(&err, RootError::KeySet { role: Role::Release, source: KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 } }),
+            matches!(
+                &err,
+                RootError::KeySet {
+                    role: Role::Release,
+                    source: KeySetError::ThresholdOutOfRange {
+                        threshold: 2,
+                        keys: 1
+                    }
+                }
+            ),
             "{err:?}"
         );
         assert_eq!(err.to_string(), "invalid release keys");
@@ -367,11 +393,19 @@ mod tests {
     #[test]
     fn with_changes_keeps_threshold_and_checks_it() {
         let set = KeySet::new(2, vec![pk(1), pk(2)]).unwrap();
-        let changed = set.with_changes(Some(vec![pk(3), pk(4), pk(5)]), None).unwrap();
+        let changed = set
+            .with_changes(Some(vec![pk(3), pk(4), pk(5)]), None)
+            .unwrap();
         assert_eq!(changed.threshold(), 2);
         assert_eq!(changed.keys().len(), 3);
         let err = set.with_changes(Some(vec![pk(3)]), None).unwrap_err();
-        assert_eq!(err, KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 });
+        assert_eq!(
+            err,
+            KeySetError::ThresholdOutOfRange {
+                threshold: 2,
+                keys: 1
+            }
+        );
         assert_eq!(set.with_changes(None, Some(1)).unwrap().threshold(), 1);
     }
 
@@ -387,7 +421,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("release key listed as {wrong} has key id {}", pk(4).key_id())
+            format!(
+                "release key listed as {wrong} has key id {}",
+                pk(4).key_id()
+            )
         );
     }
 
@@ -396,7 +433,16 @@ mod tests {
         let mut v = payload_json();
         v["rootKeys"]["keys"][1]["publicKey"] = "not base64!".into();
         let err = parse_value(&v).unwrap_err();
-        assert!(matches!(err, RootError::KeyEncoding { role: Role::Root, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                RootError::KeyEncoding {
+                    role: Role::Root,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().ends_with("is not valid base64"), "{err}");
 
         let mut identity = [0u8; 32];

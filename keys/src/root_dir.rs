@@ -37,9 +37,8 @@ pub fn load(dir: impl AsRef<Path>) -> Result<Vec<Envelope>, RootDirError> {
         let Some(stem) = name.strip_suffix(SUFFIX) else {
             continue;
         };
-        let version = parse_version(stem).ok_or_else(|| RootDirError::BadFileName {
-            path: entry.path(),
-        })?;
+        let version =
+            parse_version(stem).ok_or_else(|| RootDirError::BadFileName { path: entry.path() })?;
         versions.push(version);
     }
     versions.sort_unstable();
@@ -48,7 +47,10 @@ pub fn load(dir: impl AsRef<Path>) -> Result<Vec<Envelope>, RootDirError> {
             dir: dir.to_owned(),
         });
     };
-    if let Some(missing) = (1..=newest).zip(&versions).find(|(want, have)| want != *have) {
+    if let Some(missing) = (1..=newest)
+        .zip(&versions)
+        .find(|(want, have)| want != *have)
+    {
         return Err(RootDirError::Gap {
             dir: dir.to_owned(),
             missing: missing.0,
@@ -210,7 +212,9 @@ pub fn sign(
     let doc = root_document(&env).map_err(root_error(&path))?;
     let previous = match index {
         1 => None,
-        _ => Some(root_document(&chain[index - 2]).map_err(root_error(&path_for(dir, version - 1)))?),
+        _ => Some(
+            root_document(&chain[index - 2]).map_err(root_error(&path_for(dir, version - 1)))?,
+        ),
     };
     check_may_sign(&doc, previous.as_ref(), signer)?;
     env.sign(signer).map_err(|source| RootDirError::Envelope {
@@ -267,7 +271,12 @@ fn signed_envelope(
 
 /// Writes `bytes` to `path` through a synced temporary file in `dir` and a rename, then syncs
 /// `dir`. Without `overwrite`, refuses an existing `path`.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), RootDirError> {
+fn write_atomic(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    overwrite: bool,
+) -> Result<(), RootDirError> {
     let write_error = |source| RootDirError::Write {
         path: path.to_owned(),
         source,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::envelope::Envelope;
 use crate::error::TrustError;
 use crate::key::KeyId;
-use crate::root::{KeySet, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, RootDocument, Role};
+use crate::root::{KeySet, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, Role, RootDocument};
 
 /// Verifies `env` against the key sets that govern it.
 ///

@@ -160,6 +160,11 @@ impl BlobWriter {
         self.len == 0
     }
 
+    /// The cache directory the blob goes to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The first (up to 8) bytes written, to sniff compression.
     pub fn head(&self) -> &[u8] {
         &self.head

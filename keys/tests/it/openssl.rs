@@ -53,7 +53,10 @@ fn loads_openssl_key_and_openssl_verifies_our_pae_signature() {
     // keyid = sha256 of the SPKI DER openssl writes.
     let der = openssl(d, &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"]);
     assert_eq!(public.to_spki_der(), der);
-    assert_eq!(public.key_id().to_string(), hex::encode(Sha256::digest(&der)));
+    assert_eq!(
+        public.key_id().to_string(),
+        hex::encode(Sha256::digest(&der))
+    );
     assert_eq!(
         public.to_spki_pem(),
         fs_err::read_to_string(d.join("pub.pem")).unwrap()
@@ -62,8 +65,12 @@ fn loads_openssl_key_and_openssl_verifies_our_pae_signature() {
     // Our signature over the PAE bytes verifies with openssl and with us.
     let mut env = Envelope::new(MANIFEST_PAYLOAD_TYPE, b"{\"version\":\"2.4.0\"}".to_vec());
     env.sign(&key).unwrap();
-    verify_envelope(&env, MANIFEST_PAYLOAD_TYPE, &[&keys::KeySet::new(1, vec![public]).unwrap()])
-        .unwrap();
+    verify_envelope(
+        &env,
+        MANIFEST_PAYLOAD_TYPE,
+        &[&keys::KeySet::new(1, vec![public]).unwrap()],
+    )
+    .unwrap();
     fs_err::write(d.join("pae.bin"), env.pae_bytes()).unwrap();
     fs_err::write(d.join("sig.bin"), &env.signatures[0].sig).unwrap();
     let out = openssl(
@@ -101,7 +108,9 @@ fn openssl_signature_verifies_with_us() {
     fs_err::write(d.join("pae.bin"), env.pae_bytes()).unwrap();
     openssl(
         d,
-        &["pkeyutl", "-sign", "-inkey", "k.pem", "-rawin", "-in", "pae.bin", "-out", "sig.bin"],
+        &[
+            "pkeyutl", "-sign", "-inkey", "k.pem", "-rawin", "-in", "pae.bin", "-out", "sig.bin",
+        ],
     );
     // Detached signing: the signature is made elsewhere and attached.
     let sig = fs_err::read(d.join("sig.bin")).unwrap();
@@ -129,20 +138,18 @@ fn loads_encrypted_openssl_key_with_passphrase() {
     let path = genpkey(d, "enc.pem", &["-aes-256-cbc", "-pass", "pass:secret"]);
     let pem = fs_err::read_to_string(&path).unwrap();
     assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
-    let public = PublicKey::load(pubout(
-        d,
-        "enc.pem",
-        "enc.pub",
-        &["-passin", "pass:secret"],
-    ))
-    .unwrap();
+    let public =
+        PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "pass:secret"])).unwrap();
 
     let key = SigningKey::from_pkcs8_pem(&pem, Some(b"secret")).unwrap();
     assert_eq!(key.public_key(), public);
 
     let err = SigningKey::from_pkcs8_pem(&pem, None).unwrap_err();
     assert!(matches!(err, KeyError::PassphraseRequired), "{err:?}");
-    assert_eq!(err.to_string(), "private key is encrypted and no passphrase was given");
+    assert_eq!(
+        err.to_string(),
+        "private key is encrypted and no passphrase was given"
+    );
 
     let err = SigningKey::from_pkcs8_pem(&pem, Some(b"wrong")).unwrap_err();
     assert!(matches!(err, KeyError::Decrypt { .. }), "{err:?}");
@@ -160,8 +167,16 @@ fn loads_key_encrypted_by_openssl_pkcs8_topk8() {
     openssl(
         d,
         &[
-            "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "plain.pem", "-passout", "pass:x",
-            "-out", "topk8.pem",
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "plain.pem",
+            "-passout",
+            "pass:x",
+            "-out",
+            "topk8.pem",
         ],
     );
     let plain = SigningKey::load(d.join("plain.pem"), UNSET_VAR).unwrap();
@@ -178,7 +193,8 @@ fn load_takes_passphrase_from_the_named_environment_variable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = genpkey(d, "enc.pem", &["-aes-256-cbc", "-pass", "env:PATH"]);
-    let public = PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "env:PATH"])).unwrap();
+    let public =
+        PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "env:PATH"])).unwrap();
 
     let key = SigningKey::load(&path, "PATH").unwrap();
     assert_eq!(key.public_key(), public);

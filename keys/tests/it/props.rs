@@ -18,7 +18,9 @@ fn assert_bad_signature(result: Result<(), TrustError>) -> Result<(), TestCaseEr
             source: KeyError::BadSignature { .. },
             ..
         }) => Ok(()),
-        other => Err(TestCaseError::fail(format!("expected BadSignature, got {other:?}"))),
+        other => Err(TestCaseError::fail(format!(
+            "expected BadSignature, got {other:?}"
+        ))),
     }
 }
 

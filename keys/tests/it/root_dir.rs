@@ -21,8 +21,15 @@ fn file_names(dir: &Path) -> Vec<String> {
 /// `1.root.json` with root keys 1 and 2 (threshold 2), signed by both; release key 10.
 fn initialized() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    root_dir::init(dir.path(), &[key(1), key(2)], vec![], Some(2), pubs(&[&key(10)]), None)
-        .unwrap();
+    root_dir::init(
+        dir.path(),
+        &[key(1), key(2)],
+        vec![],
+        Some(2),
+        pubs(&[&key(10)]),
+        None,
+    )
+    .unwrap();
     dir
 }
 
@@ -41,7 +48,11 @@ fn init_sign_rotate_then_the_directory_verifies() {
     .unwrap();
     assert_eq!(path, d.join("1.root.json"));
     assert_eq!(doc.version, 1);
-    assert_eq!(doc.root_keys.keys().len(), 2, "a signer's own public key is not listed twice");
+    assert_eq!(
+        doc.root_keys.keys().len(),
+        2,
+        "a signer's own public key is not listed twice"
+    );
     assert_eq!(doc.release_keys.threshold(), 1);
 
     // One of two root signatures so far.
@@ -53,13 +64,23 @@ fn init_sign_rotate_then_the_directory_verifies() {
         } => {
             assert_eq!(in_dir, d);
             assert!(
-                matches!(**source, TrustError::ThresholdNotMet { role: Role::Root, have: 1, need: 2 }),
+                matches!(
+                    **source,
+                    TrustError::ThresholdNotMet {
+                        role: Role::Root,
+                        have: 1,
+                        need: 2
+                    }
+                ),
                 "{source:?}"
             );
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(err.to_string(), format!("root chain in {} does not verify", d.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("root chain in {} does not verify", d.display())
+    );
 
     assert_eq!(root_dir::sign(d, None, &key(2)).unwrap(), path);
     assert_eq!(root_dir::verify(d).unwrap().len(), 1);
@@ -77,7 +98,11 @@ fn init_sign_rotate_then_the_directory_verifies() {
     .unwrap();
     assert_eq!(path, d.join("2.root.json"));
     assert_eq!(doc.version, 2);
-    assert_eq!(doc.release_keys.keys(), pubs(&[&key(10)]).as_slice(), "carried over");
+    assert_eq!(
+        doc.release_keys.keys(),
+        pubs(&[&key(10)]).as_slice(),
+        "carried over"
+    );
     let verified = root_dir::verify(d).unwrap();
     assert_eq!(verified.current(), &doc);
 
@@ -130,7 +155,10 @@ fn sign_refuses_keys_that_may_not_sign() {
         &[key(1), key(9)],
     )
     .unwrap_err();
-    assert!(matches!(err, RootDirError::NotARootKey { version: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, RootDirError::NotARootKey { version: 2, .. }),
+        "{err:?}"
+    );
     assert_eq!(file_names(dir.path()), ["1.root.json"], "nothing written");
 }
 
@@ -149,7 +177,10 @@ fn sign_refuses_a_second_signature_by_one_key() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(fs_err::read(dir.path().join("1.root.json")).unwrap(), before);
+    assert_eq!(
+        fs_err::read(dir.path().join("1.root.json")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -163,7 +194,10 @@ fn sign_refuses_versions_not_in_the_directory() {
         );
         assert_eq!(
             err.to_string(),
-            format!("{} has no root version {version} (newest is 1)", dir.path().display())
+            format!(
+                "{} has no root version {version} (newest is 1)",
+                dir.path().display()
+            )
         );
     }
 }
@@ -184,7 +218,10 @@ fn sign_an_older_version_with_a_key_of_the_previous_root() {
     // Root 2 still needs key 2 (old threshold 2).
     assert!(matches!(
         root_dir::verify(dir.path()).unwrap_err(),
-        RootDirError::Chain { source: TrustError::RootLink { version: 2, .. }, .. }
+        RootDirError::Chain {
+            source: TrustError::RootLink { version: 2, .. },
+            ..
+        }
     ));
     root_dir::sign(dir.path(), Some(2), &key(2)).unwrap();
     assert_eq!(root_dir::verify(dir.path()).unwrap().len(), 2);
@@ -209,7 +246,10 @@ fn refuses_key_sets_that_break_the_rules() {
             err,
             RootDirError::KeySet {
                 role: Role::Root,
-                source: KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 }
+                source: KeySetError::ThresholdOutOfRange {
+                    threshold: 2,
+                    keys: 1
+                }
             }
         ),
         "{err:?}"
@@ -223,7 +263,10 @@ fn refuses_key_sets_that_break_the_rules() {
             err,
             RootDirError::KeySet {
                 role: Role::Release,
-                source: KeySetError::ThresholdOutOfRange { threshold: 1, keys: 0 }
+                source: KeySetError::ThresholdOutOfRange {
+                    threshold: 1,
+                    keys: 0
+                }
             }
         ),
         "{err:?}"
@@ -235,13 +278,19 @@ fn refuses_key_sets_that_break_the_rules() {
 fn init_refuses_to_overwrite() {
     let dir = initialized();
     let before = fs_err::read(dir.path().join("1.root.json")).unwrap();
-    let err = root_dir::init(dir.path(), &[key(5)], vec![], None, pubs(&[&key(10)]), None)
-        .unwrap_err();
+    let err =
+        root_dir::init(dir.path(), &[key(5)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
     let path = dir.path().join("1.root.json");
-    assert!(matches!(&err, RootDirError::Exists { path: p } if *p == path), "{err:?}");
+    assert!(
+        matches!(&err, RootDirError::Exists { path: p } if *p == path),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
-        format!("{} already exists; refusing to overwrite it", path.display())
+        format!(
+            "{} already exists; refusing to overwrite it",
+            path.display()
+        )
     );
     assert_eq!(fs_err::read(&path).unwrap(), before);
 }
@@ -250,10 +299,13 @@ fn init_refuses_to_overwrite() {
 fn init_into_missing_directory_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let err = root_dir::init(&missing, &[key(1)], vec![], None, pubs(&[&key(10)]), None)
-        .unwrap_err();
+    let err =
+        root_dir::init(&missing, &[key(1)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
     let path = missing.join("1.root.json");
-    assert!(matches!(&err, RootDirError::Write { path: p, .. } if *p == path), "{err:?}");
+    assert!(
+        matches!(&err, RootDirError::Write { path: p, .. } if *p == path),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), format!("cannot write {}", path.display()));
 }
 
@@ -262,7 +314,10 @@ fn load_refuses_empty_or_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     fs_err::write(dir.path().join("README.md"), "roots").unwrap();
     let err = root_dir::load(dir.path()).unwrap_err();
-    assert!(matches!(&err, RootDirError::Empty { dir: d } if d == dir.path()), "{err:?}");
+    assert!(
+        matches!(&err, RootDirError::Empty { dir: d } if d == dir.path()),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!("no root files (<N>.root.json) in {}", dir.path().display())
@@ -278,15 +333,27 @@ fn load_refuses_empty_or_missing_directory() {
 
 #[test]
 fn load_refuses_badly_named_root_files() {
-    for name in ["01.root.json", "0.root.json", "x.root.json", ".root.json", "99999999999.root.json"] {
+    for name in [
+        "01.root.json",
+        "0.root.json",
+        "x.root.json",
+        ".root.json",
+        "99999999999.root.json",
+    ] {
         let dir = initialized();
         fs_err::write(dir.path().join(name), "{}").unwrap();
         let err = root_dir::load(dir.path()).unwrap_err();
         let path = dir.path().join(name);
-        assert!(matches!(&err, RootDirError::BadFileName { path: p } if *p == path), "{name}: {err:?}");
+        assert!(
+            matches!(&err, RootDirError::BadFileName { path: p } if *p == path),
+            "{name}: {err:?}"
+        );
         assert_eq!(
             err.to_string(),
-            format!("root file name {} is not <N>.root.json with N a version from 1", path.display())
+            format!(
+                "root file name {} is not <N>.root.json with N a version from 1",
+                path.display()
+            )
         );
     }
 }
@@ -297,10 +364,23 @@ fn load_refuses_gaps() {
     let one = fs_err::read(dir.path().join("1.root.json")).unwrap();
     fs_err::write(dir.path().join("3.root.json"), one).unwrap();
     let err = root_dir::load(dir.path()).unwrap_err();
-    assert!(matches!(err, RootDirError::Gap { missing: 2, newest: 3, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RootDirError::Gap {
+                missing: 2,
+                newest: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
-        format!("{} has 3.root.json but no 2.root.json", dir.path().display())
+        format!(
+            "{} has 3.root.json but no 2.root.json",
+            dir.path().display()
+        )
     );
 }
 
@@ -315,7 +395,10 @@ fn load_refuses_file_holding_another_version() {
         matches!(&err, RootDirError::VersionMismatch { path: p, found: 1 } if *p == path),
         "{err:?}"
     );
-    assert_eq!(err.to_string(), format!("root file {} holds root version 1", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("root file {} holds root version 1", path.display())
+    );
 }
 
 #[test]

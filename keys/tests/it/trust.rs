@@ -3,9 +3,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use keys::{
-    Envelope, EnvelopeError, KeyError, KeySetError, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE,
-    Role, RootChain, RootDocument, RootError, Signature, TrustError, TrustedRoots,
-    VerifiedChain, verify_envelope,
+    Envelope, EnvelopeError, KeyError, KeySetError, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, Role,
+    RootChain, RootDocument, RootError, Signature, TrustError, TrustedRoots, VerifiedChain,
+    verify_envelope,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -31,7 +31,10 @@ fn anchored_at_1(chain: &[Envelope]) -> TrustedRoots {
 
 /// The error of a chain link, checking its version and message.
 fn link_error(err: TrustError, want_version: u32) -> TrustError {
-    assert_eq!(err.to_string(), format!("root version {want_version} does not verify"));
+    assert_eq!(
+        err.to_string(),
+        format!("root version {want_version} does not verify")
+    );
     match err {
         TrustError::RootLink { version, source } => {
             assert_eq!(version, want_version);
@@ -91,7 +94,14 @@ fn checks_links_before_a_later_anchor() {
     let err = RootChain::verify(&chain, &trusted).unwrap_err();
     let inner = link_error(err, 1);
     assert!(
-        matches!(inner, TrustError::ThresholdNotMet { role: Role::Root, have: 1, need: 2 }),
+        matches!(
+            inner,
+            TrustError::ThresholdNotMet {
+                role: Role::Root,
+                have: 1,
+                need: 2
+            }
+        ),
         "{inner:?}"
     );
 }
@@ -105,7 +115,14 @@ fn rejects_rotation_signed_only_by_new_keys() {
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 2);
     assert!(
-        matches!(inner, TrustError::ThresholdNotMet { role: Role::PreviousRoot, have: 0, need: 1 }),
+        matches!(
+            inner,
+            TrustError::ThresholdNotMet {
+                role: Role::PreviousRoot,
+                have: 0,
+                need: 1
+            }
+        ),
         "{inner:?}"
     );
     assert_eq!(
@@ -123,7 +140,14 @@ fn rejects_rotation_signed_only_by_old_keys() {
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 2);
     assert!(
-        matches!(inner, TrustError::ThresholdNotMet { role: Role::Root, have: 0, need: 1 }),
+        matches!(
+            inner,
+            TrustError::ThresholdNotMet {
+                role: Role::Root,
+                have: 0,
+                need: 1
+            }
+        ),
         "{inner:?}"
     );
     assert_eq!(
@@ -141,7 +165,14 @@ fn rejects_rotation_under_old_threshold() {
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 2);
     assert!(
-        matches!(inner, TrustError::ThresholdNotMet { role: Role::PreviousRoot, have: 1, need: 2 }),
+        matches!(
+            inner,
+            TrustError::ThresholdNotMet {
+                role: Role::PreviousRoot,
+                have: 1,
+                need: 2
+            }
+        ),
         "{inner:?}"
     );
 }
@@ -154,7 +185,14 @@ fn rejects_root_1_under_its_own_threshold() {
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 1);
     assert!(
-        matches!(inner, TrustError::ThresholdNotMet { role: Role::Root, have: 1, need: 2 }),
+        matches!(
+            inner,
+            TrustError::ThresholdNotMet {
+                role: Role::Root,
+                have: 1,
+                need: 2
+            }
+        ),
         "{inner:?}"
     );
 }
@@ -177,13 +215,23 @@ fn rejects_duplicate_signature_instead_of_counting_it_twice() {
     );
     // And its canonical bytes never parse back.
     let err = Envelope::parse_canonical(&env.to_canonical_json()).unwrap_err();
-    assert!(matches!(err, EnvelopeError::DuplicateSignature { .. }), "{err:?}");
+    assert!(
+        matches!(err, EnvelopeError::DuplicateSignature { .. }),
+        "{err:?}"
+    );
 
     // Without the copy, one key is one signature: threshold 2 is not met.
     env.signatures.pop();
     let err = verify_envelope(&env, MANIFEST_PAYLOAD_TYPE, &[&keys]).unwrap_err();
     assert!(
-        matches!(err, TrustError::ThresholdNotMet { role: Role::Release, have: 1, need: 2 }),
+        matches!(
+            err,
+            TrustError::ThresholdNotMet {
+                role: Role::Release,
+                have: 1,
+                need: 2
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(
@@ -196,12 +244,18 @@ fn rejects_duplicate_signature_instead_of_counting_it_twice() {
 fn rejects_root_listing_one_key_twice() {
     let (k1, k2) = (key(1), key(2));
     let d1 = doc(1, set(2, &[&k1, &k2]), set(1, &[&key(10)]));
-    // Replace key 2 by a second copy of key 1, so that k1 alone would meet threshold 2.
+    // Replace the second key by a copy of the first, so that one key would meet threshold 2.
     let mut v: serde_json::Value = serde_json::from_slice(&d1.to_payload()).unwrap();
     let first = v["rootKeys"]["keys"][0].clone();
+    let first_id = first["keyid"].as_str().unwrap().to_owned();
     v["rootKeys"]["keys"][1] = first;
+    let signer = if k1.key_id().to_string() == first_id {
+        &k1
+    } else {
+        &k2
+    };
     let mut env = Envelope::new(ROOT_PAYLOAD_TYPE, serde_json::to_vec(&v).unwrap());
-    env.sign(&k1).unwrap();
+    env.sign(signer).unwrap();
     let trusted = TrustedRoots::from_hashes(vec![(1, env.canonical_sha256())]);
     let err = RootChain::verify(std::slice::from_ref(&env), &trusted).unwrap_err();
     let inner = link_error(err, 1);
@@ -212,7 +266,7 @@ fn rejects_root_listing_one_key_twice() {
                     role: Role::Root,
                     source: KeySetError::DuplicateKey { keyid },
                 },
-        } => assert_eq!(keyid, k1.key_id()),
+        } => assert_eq!(keyid, signer.key_id()),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -248,7 +302,14 @@ fn rejects_unsigned_envelope() {
     let env = release(b"manifest", &[]);
     let err = verify_envelope(&env, MANIFEST_PAYLOAD_TYPE, &[&keys]).unwrap_err();
     assert!(
-        matches!(err, TrustError::ThresholdNotMet { role: Role::Release, have: 0, need: 1 }),
+        matches!(
+            err,
+            TrustError::ThresholdNotMet {
+                role: Role::Release,
+                have: 0,
+                need: 1
+            }
+        ),
         "{err:?}"
     );
 }
@@ -282,7 +343,10 @@ fn rejects_bad_signatures() {
     assert!(
         matches!(
             err,
-            TrustError::BadSignature { source: KeyError::SignatureLength { len: 10, .. }, .. }
+            TrustError::BadSignature {
+                source: KeyError::SignatureLength { len: 10, .. },
+                ..
+            }
         ),
         "{err:?}"
     );
@@ -301,7 +365,8 @@ fn rejects_weak_key_in_root() {
         b
     });
     let keyid = hex::encode(Sha256::digest(&der));
-    v["releaseKeys"]["keys"][0] = serde_json::json!({"keyid": keyid, "publicKey": BASE64.encode(&der)});
+    v["releaseKeys"]["keys"][0] =
+        serde_json::json!({"keyid": keyid, "publicKey": BASE64.encode(&der)});
     let env = signed_payload(serde_json::to_vec(&v).unwrap(), &k1);
     let err = TrustedRoots::from_envelopes(std::slice::from_ref(&env)).unwrap_err();
     assert_eq!(err.to_string(), "invalid root document");
@@ -320,7 +385,10 @@ fn rejects_weak_key_in_root() {
         other => panic!("unexpected {other:?}"),
     }
     let err = keys::PublicKey::from_spki_der(&der).unwrap_err();
-    assert!(err.to_string().ends_with("is weak (a small-order point) and cannot be trusted"));
+    assert!(
+        err.to_string()
+            .ends_with("is weak (a small-order point) and cannot be trusted")
+    );
 }
 
 fn signed_payload(payload: Vec<u8>, signer: &keys::SigningKey) -> Envelope {
@@ -334,7 +402,10 @@ fn rejects_non_canonical_root_envelope() {
     let chain = chain();
     let env = &chain[1];
     let canonical = String::from_utf8(env.to_canonical_json()).unwrap();
-    assert_eq!(Envelope::parse_canonical(canonical.as_bytes()).unwrap(), *env);
+    assert_eq!(
+        Envelope::parse_canonical(canonical.as_bytes()).unwrap(),
+        *env
+    );
     let v: serde_json::Value = serde_json::from_str(&canonical).unwrap();
     let sigs = v["signatures"].as_array().unwrap();
     let reordered = format!(
@@ -353,7 +424,10 @@ fn rejects_non_canonical_root_envelope() {
     ] {
         let err = Envelope::parse_canonical(bad.as_bytes()).unwrap_err();
         assert!(matches!(err, EnvelopeError::NotCanonical), "{bad}: {err:?}");
-        assert!(err.to_string().starts_with("envelope is not in canonical form"));
+        assert!(
+            err.to_string()
+                .starts_with("envelope is not in canonical form")
+        );
     }
 }
 
@@ -371,7 +445,9 @@ fn rejects_root_envelope_presented_as_release() {
     }
     assert_eq!(
         err.to_string(),
-        format!("envelope has payload type {ROOT_PAYLOAD_TYPE:?}, expected {MANIFEST_PAYLOAD_TYPE:?}")
+        format!(
+            "envelope has payload type {ROOT_PAYLOAD_TYPE:?}, expected {MANIFEST_PAYLOAD_TYPE:?}"
+        )
     );
 
     // And a release envelope in a root chain.
@@ -379,10 +455,16 @@ fn rejects_root_envelope_presented_as_release() {
     chain.push(release(b"manifest", &[&key(4)]));
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 4);
-    assert!(matches!(inner, TrustError::WrongPayloadType { .. }), "{inner:?}");
+    assert!(
+        matches!(inner, TrustError::WrongPayloadType { .. }),
+        "{inner:?}"
+    );
     // Or configured as a trusted root.
     let err = TrustedRoots::from_envelopes(&chain[3..]).unwrap_err();
-    assert!(matches!(err, TrustError::WrongPayloadType { .. }), "{err:?}");
+    assert!(
+        matches!(err, TrustError::WrongPayloadType { .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -390,13 +472,19 @@ fn rejects_chain_shorter_than_trusted_root() {
     let chain = chain();
     let trusted = TrustedRoots::from_envelopes(&chain).unwrap();
     let err = RootChain::verify(&chain[..2], &trusted).unwrap_err();
-    assert!(matches!(err, TrustError::ChainTooShort { have: 2, need: 3 }), "{err:?}");
+    assert!(
+        matches!(err, TrustError::ChainTooShort { have: 2, need: 3 }),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "root chain ends at version 2, older than the trusted root version 3"
     );
     let err = RootChain::verify(&[], &trusted).unwrap_err();
-    assert!(matches!(err, TrustError::ChainTooShort { have: 0, need: 3 }), "{err:?}");
+    assert!(
+        matches!(err, TrustError::ChainTooShort { have: 0, need: 3 }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -406,7 +494,10 @@ fn rejects_trusted_root_with_different_bytes() {
     // The chain offers root 2 with one signature fewer: other bytes than the trusted root 2.
     chain[1].signatures.retain(|s| s.keyid != key(1).key_id());
     let err = RootChain::verify(&chain, &trusted).unwrap_err();
-    assert!(matches!(err, TrustError::RootMismatch { version: 2 }), "{err:?}");
+    assert!(
+        matches!(err, TrustError::RootMismatch { version: 2 }),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "root version 2 differs from the root version 2 already trusted"
@@ -414,7 +505,10 @@ fn rejects_trusted_root_with_different_bytes() {
     // A persisted version 0 can never match.
     let trusted = TrustedRoots::from_hashes(vec![(0, [0; 32]), (1, chain[0].canonical_sha256())]);
     let err = RootChain::verify(&chain, &trusted).unwrap_err();
-    assert!(matches!(err, TrustError::RootMismatch { version: 0 }), "{err:?}");
+    assert!(
+        matches!(err, TrustError::RootMismatch { version: 0 }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -422,7 +516,16 @@ fn rejects_chain_out_of_sequence() {
     let chain = chain();
     let skipped = [chain[0].clone(), chain[2].clone()];
     let err = RootChain::verify(&skipped, &anchored_at_1(&chain)).unwrap_err();
-    assert!(matches!(err, TrustError::ChainGap { expected: 2, found: 3 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            TrustError::ChainGap {
+                expected: 2,
+                found: 3
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "root chain is out of sequence: expected root version 2, found 3"
@@ -437,7 +540,12 @@ fn rejects_invalid_root_document_in_chain() {
     let err = RootChain::verify(std::slice::from_ref(&env), &trusted).unwrap_err();
     let inner = link_error(err, 1);
     assert!(
-        matches!(inner, TrustError::InvalidRoot { source: RootError::Json { .. } }),
+        matches!(
+            inner,
+            TrustError::InvalidRoot {
+                source: RootError::Json { .. }
+            }
+        ),
         "{inner:?}"
     );
 }

@@ -1,0 +1,37 @@
+# The one entry point for local work and CI. `scripts/test` and `scripts/demo` bootstrap
+# this (they install `just` into .venv); run `bash scripts/setup.sh` once to use it directly.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# The `helm template` stand-in over the real Helm engine (tests/helm) comes first on PATH.
+export PATH := justfile_directory() / "tests/helm" + ":" + justfile_directory() / ".venv/bin" + ":" + env_var("PATH")
+
+default: test
+
+# Formatting, lints, then every test (registry, skopeo, helm engine, openssl are real).
+test: lint
+    cargo nextest run --workspace --no-fail-fast
+    bash tests/helm/selftest.sh
+
+# rustfmt and clippy with warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# End to end on built-in defaults: keys, a root, the sample app's images in a local
+# registry, a signed bundle, verify and inspect.
+demo:
+    bash scripts/demo.sh
+
+# Throughput and peak memory beside cat, openssl dgst, tar | zstd (not part of CI).
+bench:
+    bash scripts/bench.sh
+
+# Regenerate the committed golden renders and JSON Schemas.
+golden:
+    SEALIFT_BLESS=1 cargo test -p tests --test bundler golden
+    SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas
+
+# Regenerate the committed JSON Schemas from the Rust types.
+schemas:
+    SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas
