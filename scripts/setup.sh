@@ -9,6 +9,8 @@ need=()
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v perl >/dev/null || need+=(perl)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use keys::{Envelope, SigningKey};
-use schemas::entry::{CHART_PATH, EntryPath, MIGRATIONS_PATH, OCI_INDEX_PATH, OCI_LAYOUT_PATH, RENDER_PATH, VARIABLES_PATH};
+use schemas::entry::{
+    CHART_PATH, EntryPath, MIGRATIONS_PATH, OCI_INDEX_PATH, OCI_LAYOUT_PATH, RENDER_PATH, VARIABLES_PATH,
+};
 use schemas::head::Head;
 use schemas::manifest::{ChartInfo, EntryRecord, ImageRecord, Manifest, SCHEMA_VERSION};
 use schemas::writer::{Content, EntrySource};
@@ -43,12 +45,28 @@ pub struct Assembled {
 
 fn bytes_entry(path: &str, bytes: Vec<u8>) -> (EntryRecord, EntrySource) {
     let path: EntryPath = path.parse().unwrap_or_else(|_| unreachable!("fixed paths are valid"));
-    let record = EntryRecord { path: path.clone(), size: bytes.len() as u64, digest: Digest::of(&bytes) };
-    (record, EntrySource { path, size: bytes.len() as u64, content: Content::Bytes(bytes) })
+    let record = EntryRecord {
+        path: path.clone(),
+        size: bytes.len() as u64,
+        digest: Digest::of(&bytes),
+    };
+    (
+        record,
+        EntrySource {
+            path,
+            size: bytes.len() as u64,
+            content: Content::Bytes(bytes),
+        },
+    )
 }
 
 /// Lays out the entries and the manifest.
-pub fn assemble(release: Release, meta: MetadataBytes, images: &[FetchedImage], cache: &BlobCache) -> Result<Assembled> {
+pub fn assemble(
+    release: Release,
+    meta: MetadataBytes,
+    images: &[FetchedImage],
+    cache: &BlobCache,
+) -> Result<Assembled> {
     let records: Vec<ImageRecord> = images.iter().map(|i| i.record.clone()).collect();
     let mut pairs = vec![
         bytes_entry(CHART_PATH, meta.chart),
@@ -64,11 +82,22 @@ pub fn assemble(release: Release, meta: MetadataBytes, images: &[FetchedImage], 
             if !seen.insert(*d) {
                 continue;
             }
-            let size = *image.blob_sizes.get(d).with_context(|| format!("image {}: no size for blob {d}", image.record.name))?;
+            let size = *image
+                .blob_sizes
+                .get(d)
+                .with_context(|| format!("image {}: no size for blob {d}", image.record.name))?;
             let path = EntryPath::blob(d);
             pairs.push((
-                EntryRecord { path: path.clone(), size, digest: *d },
-                EntrySource { path, size, content: Content::File(cache.path(d)) },
+                EntryRecord {
+                    path: path.clone(),
+                    size,
+                    digest: *d,
+                },
+                EntrySource {
+                    path,
+                    size,
+                    content: Content::File(cache.path(d)),
+                },
             ));
         }
     }
@@ -86,7 +115,14 @@ pub fn assemble(release: Release, meta: MetadataBytes, images: &[FetchedImage], 
         images: records,
     };
     schemas::layout::check(&manifest).context("the bundle the bundler laid out is inconsistent")?;
-    Ok(Assembled { head: Head { roots: vec![], release: Envelope::new(keys::MANIFEST_PAYLOAD_TYPE, manifest.to_payload()) }, manifest, entries: sources })
+    Ok(Assembled {
+        head: Head {
+            roots: vec![],
+            release: Envelope::new(keys::MANIFEST_PAYLOAD_TYPE, manifest.to_payload()),
+        },
+        manifest,
+        entries: sources,
+    })
 }
 
 impl Assembled {
@@ -94,7 +130,10 @@ impl Assembled {
     pub fn sign(&mut self, roots: &[Envelope], signers: &[SigningKey]) -> Result<()> {
         self.head.roots = roots.to_vec();
         for k in signers {
-            self.head.release.sign(k).with_context(|| format!("cannot sign with key {}", k.key_id()))?;
+            self.head
+                .release
+                .sign(k)
+                .with_context(|| format!("cannot sign with key {}", k.key_id()))?;
         }
         Ok(())
     }
@@ -116,8 +155,11 @@ pub fn write_atomically(out: &Path, write: impl FnOnce(&mut std::fs::File) -> Re
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     write(tmp.as_file_mut())?;
     tmp.as_file_mut().flush()?;
-    tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", out.display()))?;
-    tmp.persist(out).with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", out.display()))?;
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     fs_err::File::open(dir)?.sync_all()?;
     Ok(())
 }

@@ -31,7 +31,10 @@ fn files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
         let ft = entry.file_type();
         if ft.is_symlink() {
-            bail!("chart file {} is a symbolic link; charts are packed as written, without links", entry.path().display());
+            bail!(
+                "chart file {} is a symbolic link; charts are packed as written, without links",
+                entry.path().display()
+            );
         }
         if ft.is_file() {
             let rel = entry.path().strip_prefix(dir).context("walk left the chart")?;
@@ -47,7 +50,10 @@ fn files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// Packs the chart as `helm package` lays it out (`<name>/…` in a gzip tar), with fixed
 /// modes, owners and times, so the same files give the same bytes.
 pub fn pack(dir: &Path, name: &str) -> Result<Vec<u8>> {
-    let gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::default());
+    let gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
     for rel in files(dir)? {
@@ -60,7 +66,8 @@ pub fn pack(dir: &Path, name: &str) -> Result<Vec<u8>> {
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
         let path = Path::new(name).join(&rel);
-        tar.append_data(&mut header, &path, &data[..]).with_context(|| format!("cannot pack {}", rel.display()))?;
+        tar.append_data(&mut header, &path, &data[..])
+            .with_context(|| format!("cannot pack {}", rel.display()))?;
     }
     let gz = tar.into_inner().context("cannot finish the chart archive")?;
     let mut out = gz.finish().context("cannot finish the chart archive")?;
@@ -85,10 +92,14 @@ impl std::fmt::Display for Finding {
 /// Functions that read the cluster, the clock or randomness.
 fn is_nondeterministic(name: &str) -> bool {
     let upper_after = |prefix: &str| {
-        name.strip_prefix(prefix).and_then(|r| r.chars().next()).is_some_and(|c| c.is_ascii_uppercase())
+        name.strip_prefix(prefix)
+            .and_then(|r| r.chars().next())
+            .is_some_and(|c| c.is_ascii_uppercase())
     };
-    matches!(name, "lookup" | "now" | "uuidv4" | "randBytes" | "htpasswd" | "shuffle" | "encryptAES" | "bcrypt")
-        || upper_after("rand")
+    matches!(
+        name,
+        "lookup" | "now" | "uuidv4" | "randBytes" | "htpasswd" | "shuffle" | "encryptAES" | "bcrypt"
+    ) || upper_after("rand")
         || upper_after("gen")
 }
 
@@ -104,7 +115,11 @@ pub fn scan_templates(dir: &Path) -> Result<Vec<Finding>> {
         let text = fs_err::read_to_string(dir.join(&rel))?;
         for (line, function) in calls(&text) {
             if is_nondeterministic(&function) {
-                findings.push(Finding { file: rel.display().to_string(), line, function });
+                findings.push(Finding {
+                    file: rel.display().to_string(),
+                    line,
+                    function,
+                });
             }
         }
     }
@@ -188,7 +203,15 @@ mod tests {
 
     #[test]
     fn classifies_functions() {
-        for f in ["lookup", "now", "randAlphaNum", "randBytes", "uuidv4", "genPrivateKey", "genSignedCert"] {
+        for f in [
+            "lookup",
+            "now",
+            "randAlphaNum",
+            "randBytes",
+            "uuidv4",
+            "genPrivateKey",
+            "genSignedCert",
+        ] {
             assert!(is_nondeterministic(f), "{f}");
         }
         for f in ["general", "random", "include", "toYaml", "b64enc", "randomize"] {
@@ -203,8 +226,12 @@ mod tests {
         std::fs::write(a.path().join("Chart.yaml"), "name: x\nversion: 1.0.0\n").unwrap();
         std::fs::write(a.path().join("templates/cm.yaml"), "kind: ConfigMap\n").unwrap();
         let first = pack(a.path(), "x").unwrap();
-        let f = std::fs::File::options().write(true).open(a.path().join("Chart.yaml")).unwrap();
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(12345)).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(a.path().join("Chart.yaml"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(12345))
+            .unwrap();
         assert_eq!(pack(a.path(), "x").unwrap(), first);
     }
 }

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a signed bundle from a spec (sealift.yaml).
-    Build(cmd::build::Args),
+    Build(Box<cmd::build::Args>),
     /// Verify a bundle offline: every check the agent makes without its state.
     Verify(cmd::verify::Args),
     /// Show what a bundle holds, reading only its head and metadata.
@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Build(a) => cmd::build::run(a),
+        Command::Build(a) => cmd::build::run(*a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Sign(a) => cmd::sign::run(a),

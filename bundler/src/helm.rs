@@ -45,7 +45,11 @@ impl Helm {
             .output()
             .with_context(|| format!("cannot run {}", self.bin.display()))?;
         if !out.status.success() {
-            bail!("`{} version --short` failed: {}", self.bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`{} version --short` failed: {}",
+                self.bin.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
@@ -71,7 +75,9 @@ impl Helm {
         for v in &input.extra_values {
             cmd.arg("--values").arg(v);
         }
-        let out = cmd.output().with_context(|| format!("cannot run {}", self.bin.display()))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
         if !out.status.success() {
             bail!("helm template failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         }

@@ -85,7 +85,8 @@ pub fn analyse(docs: &[Document], images: &[ImageSpec], locations: &[ImageLocati
     let compiled = locations
         .iter()
         .map(|loc| {
-            let re = |p: &String| Regex::new(p).with_context(|| format!("image location pattern {p:?} for {}", loc.kind));
+            let re =
+                |p: &String| Regex::new(p).with_context(|| format!("image location pattern {p:?} for {}", loc.kind));
             Ok(Compiled {
                 loc,
                 args: loc.arg_patterns.iter().map(re).collect::<Result<_>>()?,
@@ -97,7 +98,12 @@ pub fn analyse(docs: &[Document], images: &[ImageSpec], locations: &[ImageLocati
     let mut report = Report::default();
     for (i, doc) in docs.iter().enumerate() {
         let mut push = |image: &str, pointer: String| {
-            report.uses.push(Use { image: image.to_owned(), document: i, pointer, source: doc.source.clone() });
+            report.uses.push(Use {
+                image: image.to_owned(),
+                document: i,
+                pointer,
+                source: doc.source.clone(),
+            });
         };
         let matching: Vec<&Compiled<'_>> = compiled
             .iter()
@@ -128,7 +134,13 @@ pub fn analyse(docs: &[Document], images: &[ImageSpec], locations: &[ImageLocati
             for (p, s) in strings {
                 let is_arg = p.contains("/args/") || p.contains("/command/");
                 let is_env = p.contains("/env/") && p.ends_with("/value");
-                let patterns = if is_arg { &c.args } else if is_env { &c.env } else { continue };
+                let patterns = if is_arg {
+                    &c.args
+                } else if is_env {
+                    &c.env
+                } else {
+                    continue;
+                };
                 for re in patterns {
                     for cap in re.captures_iter(s) {
                         if let Some(m) = cap.get(1) {
@@ -143,24 +155,43 @@ pub fn analyse(docs: &[Document], images: &[ImageSpec], locations: &[ImageLocati
         for (p, s) in strings {
             for name in &names {
                 if s.contains(name) {
-                    report.mentions.push(Use { image: (*name).to_owned(), document: i, pointer: p.clone(), source: doc.source.clone() });
+                    report.mentions.push(Use {
+                        image: (*name).to_owned(),
+                        document: i,
+                        pointer: p.clone(),
+                        source: doc.source.clone(),
+                    });
                 }
             }
         }
     }
     report.uses.sort();
     report.uses.dedup();
-    report.missing = report.uses.iter().map(|u| u.image.clone()).filter(|i| !names.contains(i.as_str())).collect();
+    report.missing = report
+        .uses
+        .iter()
+        .map(|u| u.image.clone())
+        .filter(|i| !names.contains(i.as_str()))
+        .collect();
     let mentioned: BTreeSet<&str> = report.mentions.iter().map(|u| u.image.as_str()).collect();
-    report.unused = names.iter().filter(|n| !mentioned.contains(*n)).map(|n| (*n).to_owned()).collect();
+    report.unused = names
+        .iter()
+        .filter(|n| !mentioned.contains(*n))
+        .map(|n| (*n).to_owned())
+        .collect();
     Ok(report)
 }
 
 fn collect_strings<'a>(v: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
     match v {
         Value::String(s) => out.push((pointer, s)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| collect_strings(x, format!("{pointer}/{i}"), out)),
-        Value::Object(m) => m.iter().for_each(|(k, x)| collect_strings(x, format!("{pointer}/{k}"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| collect_strings(x, format!("{pointer}/{i}"), out)),
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, x)| collect_strings(x, format!("{pointer}/{k}"), out)),
         _ => {}
     }
 }
@@ -176,17 +207,49 @@ mod tests {
         let docs = parse(out).unwrap();
         let images: Vec<ImageSpec> = ["quay.io/x/app:1", "quay.io/x/db:1", "quay.io/x/unused:1"]
             .iter()
-            .map(|n| ImageSpec { name: n.parse().unwrap(), source: None, target: None, platforms: vec![] })
+            .map(|n| ImageSpec {
+                name: n.parse().unwrap(),
+                source: None,
+                target: None,
+                platforms: vec![],
+            })
             .collect();
         let locs = vec![
-            ImageLocation { api_version: None, kind: "Db".into(), pointers: vec!["/spec/engines/*/image".into()], arg_patterns: vec![], env_patterns: vec![] },
-            ImageLocation { api_version: None, kind: "Deployment".into(), pointers: vec![], arg_patterns: vec!["--sidecar=(\\S+)".into()], env_patterns: vec![] },
+            ImageLocation {
+                api_version: None,
+                kind: "Db".into(),
+                pointers: vec!["/spec/engines/*/image".into()],
+                arg_patterns: vec![],
+                env_patterns: vec![],
+            },
+            ImageLocation {
+                api_version: None,
+                kind: "Deployment".into(),
+                pointers: vec![],
+                arg_patterns: vec!["--sidecar=(\\S+)".into()],
+                env_patterns: vec![],
+            },
         ];
         let r = analyse(&docs, &images, &locs).unwrap();
         let used: BTreeSet<&str> = r.uses.iter().map(|u| u.image.as_str()).collect();
-        assert_eq!(used, BTreeSet::from(["quay.io/x/init:1", "quay.io/x/app:1", "quay.io/x/side:1", "quay.io/x/db:1"]));
-        assert_eq!(r.missing, BTreeSet::from(["quay.io/x/init:1".to_owned(), "quay.io/x/side:1".to_owned()]));
+        assert_eq!(
+            used,
+            BTreeSet::from([
+                "quay.io/x/init:1",
+                "quay.io/x/app:1",
+                "quay.io/x/side:1",
+                "quay.io/x/db:1"
+            ])
+        );
+        assert_eq!(
+            r.missing,
+            BTreeSet::from(["quay.io/x/init:1".to_owned(), "quay.io/x/side:1".to_owned()])
+        );
         assert_eq!(r.unused, BTreeSet::from(["quay.io/x/unused:1".to_owned()]));
-        assert!(r.mentions.iter().any(|m| m.image == "quay.io/x/db:1" && m.pointer == "/spec/engines/0/image"));
+        assert!(
+            r.mentions
+                .iter()
+                .any(|m| m.image == "quay.io/x/db:1" && m.pointer == "/spec/engines/0/image")
+        );
     }
 }

@@ -19,16 +19,21 @@ impl Progress {
     pub fn bytes(label: &str, total: u64, quiet: bool) -> Self {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total);
-            let style = ProgressStyle::with_template(
-                "{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style =
+                ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_message(label.to_owned());
             bar
         });
         let now = Instant::now();
-        Self { bar, label: label.to_owned(), total, started: now, last_line: now }
+        Self {
+            bar,
+            label: label.to_owned(),
+            total,
+            started: now,
+            last_line: now,
+        }
     }
 
     pub fn set(&mut self, done: u64) {

@@ -37,7 +37,9 @@ pub fn plural(kind: &str) -> String {
         "endpoints" => lower,
         _ if lower.ends_with("policy") => format!("{}ies", &lower[..lower.len() - 1]),
         _ if lower.ends_with('s') || lower.ends_with("ch") || lower.ends_with('x') => format!("{lower}es"),
-        _ if lower.ends_with('y') && !lower.ends_with("ay") && !lower.ends_with("ey") => format!("{}ies", &lower[..lower.len() - 1]),
+        _ if lower.ends_with('y') && !lower.ends_with("ay") && !lower.ends_with("ey") => {
+            format!("{}ies", &lower[..lower.len() - 1])
+        }
         _ => format!("{lower}s"),
     }
 }
@@ -52,9 +54,21 @@ pub fn roles(docs: &[Document], name: &str, namespace: &str) -> Vec<Value> {
     let mut crd_scope: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind() == "CustomResourceDefinition") {
         let o = &d.object;
-        let group = o.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let kind = o.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let plural = o.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let group = o
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let kind = o
+            .pointer("/spec/names/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let plural = o
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let cluster = o.pointer("/spec/scope").and_then(Value::as_str) == Some("Cluster");
         crd_scope.insert((group, kind), (plural, cluster));
     }
@@ -66,17 +80,31 @@ pub fn roles(docs: &[Document], name: &str, namespace: &str) -> Vec<Value> {
             Some((p, c)) => (p.clone(), *c),
             None => (plural(d.kind()), CLUSTER_KINDS.contains(&d.kind())),
         };
-        if is_cluster { &mut cluster } else { &mut namespaced }.entry(group).or_default().insert(resource);
+        if is_cluster { &mut cluster } else { &mut namespaced }
+            .entry(group)
+            .or_default()
+            .insert(resource);
     }
     // What every operation needs besides the application's own kinds.
-    for (g, r) in [("batch", "jobs"), ("", "pods"), ("", "pods/log"), ("coordination.k8s.io", "leases"), ("", "events"), ("", "secrets"), ("", "configmaps"), ("", "persistentvolumeclaims")] {
+    for (g, r) in [
+        ("batch", "jobs"),
+        ("", "pods"),
+        ("", "pods/log"),
+        ("coordination.k8s.io", "leases"),
+        ("", "events"),
+        ("", "secrets"),
+        ("", "configmaps"),
+        ("", "persistentvolumeclaims"),
+    ] {
         namespaced.entry(g.to_owned()).or_default().insert(r.to_owned());
     }
     let rules = |m: &BTreeMap<String, BTreeSet<String>>| -> Vec<Value> {
-        m.iter().map(|(g, rs)| json!({ "apiGroups": [g], "resources": rs, "verbs": APPLY_VERBS })).collect()
+        m.iter()
+            .map(|(g, rs)| json!({ "apiGroups": [g], "resources": rs, "verbs": APPLY_VERBS }))
+            .collect()
     };
     let mut role_rules = rules(&namespaced);
-    if namespaced.get("rbac.authorization.k8s.io").is_some() {
+    if namespaced.contains_key("rbac.authorization.k8s.io") {
         role_rules.push(json!({ "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["bind", "escalate"] }));
     }
     let mut cluster_rules = rules(&cluster);
@@ -114,7 +142,14 @@ mod tests {
 
     #[test]
     fn plurals_match_the_api_server() {
-        for (k, p) in [("Deployment", "deployments"), ("Ingress", "ingresses"), ("NetworkPolicy", "networkpolicies"), ("StorageClass", "storageclasses"), ("Endpoints", "endpoints"), ("Gateway", "gateways")] {
+        for (k, p) in [
+            ("Deployment", "deployments"),
+            ("Ingress", "ingresses"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("StorageClass", "storageclasses"),
+            ("Endpoints", "endpoints"),
+            ("Gateway", "gateways"),
+        ] {
             assert_eq!(plural(k), p);
         }
     }

@@ -22,7 +22,10 @@ impl Document {
         self.object.get("apiVersion").and_then(Value::as_str).unwrap_or("")
     }
     pub fn name(&self) -> &str {
-        self.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.object.get("metadata")?.get("annotations")?.get(key)?.as_str()
@@ -32,8 +35,10 @@ impl Document {
     }
     /// A test hook (`helm.sh/hook: test` or the legacy `test-success`/`test-failure`).
     pub fn is_test_hook(&self) -> bool {
-        self.annotation("helm.sh/hook")
-            .is_some_and(|h| h.split(',').any(|p| matches!(p.trim(), "test" | "test-success" | "test-failure")))
+        self.annotation("helm.sh/hook").is_some_and(|h| {
+            h.split(',')
+                .any(|p| matches!(p.trim(), "test" | "test-success" | "test-failure"))
+        })
     }
     /// `kind/name` from `source`, for messages.
     pub fn describe(&self) -> String {
@@ -55,7 +60,10 @@ pub fn parse(output: &str) -> Result<Vec<Document>> {
         if source.ends_with("NOTES.txt") {
             continue;
         }
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             continue;
         }
         let object: Value = serde_saphyr::from_str(&text)
@@ -63,7 +71,11 @@ pub fn parse(output: &str) -> Result<Vec<Document>> {
         if !object.is_object() {
             bail!("the document rendered from {source} is not a Kubernetes object");
         }
-        docs.push(Document { source: source.to_owned(), text, object });
+        docs.push(Document {
+            source: source.to_owned(),
+            text,
+            object,
+        });
     }
     Ok(docs)
 }
@@ -84,11 +96,12 @@ fn split(output: &str) -> Vec<(Option<&str>, String)> {
             continue;
         }
         started = true;
-        if source.is_none() && text.is_empty() {
-            if let Some(s) = bare.strip_prefix("# Source: ") {
-                source = Some(s);
-                continue;
-            }
+        if source.is_none()
+            && text.is_empty()
+            && let Some(s) = bare.strip_prefix("# Source: ")
+        {
+            source = Some(s);
+            continue;
         }
         text.push_str(line);
     }

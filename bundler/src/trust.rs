@@ -13,8 +13,10 @@ pub struct RootDir {
 
 impl RootDir {
     pub fn load(dir: &Path) -> Result<Self> {
-        let envelopes = keys::root_dir::load(dir).with_context(|| format!("cannot load roots from {}", dir.display()))?;
-        let chain = keys::root_dir::verify(dir).with_context(|| format!("root chain in {} does not verify", dir.display()))?;
+        let envelopes =
+            keys::root_dir::load(dir).with_context(|| format!("cannot load roots from {}", dir.display()))?;
+        let chain =
+            keys::root_dir::verify(dir).with_context(|| format!("root chain in {} does not verify", dir.display()))?;
         Ok(Self { envelopes, chain })
     }
 
@@ -27,7 +29,9 @@ impl RootDir {
 /// Loads release keys, refusing any that the current root does not list as a release key.
 pub fn load_release_keys(paths: &[PathBuf], roots: &RootDir) -> Result<Vec<SigningKey>> {
     if paths.is_empty() {
-        bail!("no signing key given\nhint: pass --key release.key (a PKCS#8 PEM key listed in the root's release keys)");
+        bail!(
+            "no signing key given\nhint: pass --key release.key (a PKCS#8 PEM key listed in the root's release keys)"
+        );
     }
     let current = roots.chain.current();
     paths

@@ -81,7 +81,9 @@ pub fn values_document(vars: &[VariableSpec], mut value: impl FnMut(usize, &Vari
                 map.insert((*part).to_owned(), val.clone());
                 break;
             }
-            node = map.entry((*part).to_owned()).or_insert_with(|| Value::Object(Default::default()));
+            node = map
+                .entry((*part).to_owned())
+                .or_insert_with(|| Value::Object(Default::default()));
             if !node.is_object() {
                 *node = Value::Object(Default::default());
             }
@@ -97,7 +99,11 @@ struct Token {
 }
 
 fn tokens(set: Set, vars: &[VariableSpec]) -> Vec<Token> {
-    let mut out = vec![Token { text: namespace_sentinel(set), owner: Owner::Namespace, integer: None }];
+    let mut out = vec![Token {
+        text: namespace_sentinel(set),
+        owner: Owner::Namespace,
+        integer: None,
+    }];
     for (i, v) in vars.iter().enumerate() {
         let (text, integer) = match v.ty {
             VariableType::String => (string_sentinel(set, v.name.as_str()), None),
@@ -106,7 +112,11 @@ fn tokens(set: Set, vars: &[VariableSpec]) -> Vec<Token> {
                 (n.to_string(), Some(n))
             }
         };
-        out.push(Token { text, owner: Owner::Var(i), integer });
+        out.push(Token {
+            text,
+            owner: Owner::Var(i),
+            integer,
+        });
     }
     out
 }
@@ -190,7 +200,13 @@ fn find_slots(doc_index: usize, doc: &Document, toks: &[Token], vars: &[Variable
     let mut found = Vec::new();
     let mut stack = vec![(String::new(), &doc.object)];
     while let Some((pointer, value)) = stack.pop() {
-        let slot = |form, base64| Slot { document: doc_index as u32, object: object.clone(), pointer: pointer.clone(), form, base64 };
+        let slot = |form, base64| Slot {
+            document: doc_index as u32,
+            object: object.clone(),
+            pointer: pointer.clone(),
+            form,
+            base64,
+        };
         match value {
             Value::Object(m) => {
                 for (k, v) in m {
@@ -211,12 +227,18 @@ fn find_slots(doc_index: usize, doc: &Document, toks: &[Token], vars: &[Variable
             }
             Value::Number(n) => {
                 if let Some(t) = toks.iter().find(|t| t.integer.is_some() && t.integer == n.as_i64()) {
-                    found.push(Found { owner: t.owner, slot: slot(SlotForm::Whole, false) });
+                    found.push(Found {
+                        owner: t.owner,
+                        slot: slot(SlotForm::Whole, false),
+                    });
                 }
             }
             Value::String(s) => {
                 let decoded = if secret && pointer.starts_with("/data/") {
-                    base64::engine::general_purpose::STANDARD.decode(s).ok().and_then(|b| String::from_utf8(b).ok())
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
                 } else {
                     None
                 };
@@ -225,12 +247,18 @@ fn find_slots(doc_index: usize, doc: &Document, toks: &[Token], vars: &[Variable
                     _ => (s.as_str(), false),
                 };
                 if let Some(t) = toks.iter().find(|t| t.text == text) {
-                    found.push(Found { owner: t.owner, slot: slot(SlotForm::Whole, base64) });
+                    found.push(Found {
+                        owner: t.owner,
+                        slot: slot(SlotForm::Whole, base64),
+                    });
                     continue;
                 }
                 let (tpl, owners) = template(text, toks, vars);
                 for owner in owners {
-                    found.push(Found { owner, slot: slot(SlotForm::Substring { template: tpl.clone() }, base64) });
+                    found.push(Found {
+                        owner,
+                        slot: slot(SlotForm::Substring { template: tpl.clone() }, base64),
+                    });
                 }
             }
             Value::Null | Value::Bool(_) => {}
@@ -247,7 +275,11 @@ fn slot_value(slot: &Slot, owner: &str, original: &Value, text: &dyn Fn(&str) ->
         SlotForm::Substring { template } => Some(fill(template, text)),
     };
     let encode = |s: String| {
-        if slot.base64 { base64::engine::general_purpose::STANDARD.encode(s) } else { s }
+        if slot.base64 {
+            base64::engine::general_purpose::STANDARD.encode(s)
+        } else {
+            s
+        }
     };
     match (&slot.form, raw) {
         (_, Some(s)) => Value::String(encode(s)),
@@ -276,7 +308,9 @@ pub fn first_difference(a: &Value, b: &Value) -> Option<String> {
                     None => return Some(format!("/{}", escape_pointer(k))),
                 }
             }
-            y.keys().find(|k| !x.contains_key(*k)).map(|k| format!("/{}", escape_pointer(k)))
+            y.keys()
+                .find(|k| !x.contains_key(*k))
+                .map(|k| format!("/{}", escape_pointer(k)))
         }
         (Value::Array(x), Value::Array(y)) => {
             for (i, (v, w)) in x.iter().zip(y).enumerate() {
@@ -315,13 +349,20 @@ pub fn analyze(vars: &[VariableSpec], r: &Renders<'_>) -> Result<Variables> {
     let default_text: String = r.defaults.iter().map(|d| d.text.as_str()).collect();
     for t in toks_a.iter().chain(&toks_b) {
         if default_text.contains(&t.text) {
-            bail!("the default render already contains the test value {} of {}", t.text, owner_name(t.owner, vars));
+            bail!(
+                "the default render already contains the test value {} of {}",
+                t.text,
+                owner_name(t.owner, vars)
+            );
         }
     }
     let mut slots: BTreeMap<Owner, Vec<Slot>> = BTreeMap::new();
     for (i, ((a, b), d)) in r.a.iter().zip(r.b).zip(r.defaults).enumerate() {
         if a.source != b.source || a.source != d.source || a.kind() != d.kind() {
-            bail!("variables change which objects {} renders; variables may only set values", d.source);
+            bail!(
+                "variables change which objects {} renders; variables may only set values",
+                d.source
+            );
         }
         let found = find_slots(i, a, &toks_a, vars)?;
         // A's slots filled with B's sentinels must be exactly render B.
@@ -329,7 +370,11 @@ pub fn analyze(vars: &[VariableSpec], r: &Renders<'_>) -> Result<Variables> {
         for f in &found {
             let original = a.object.pointer(&f.slot.pointer).cloned().unwrap_or(Value::Null);
             let text = |name: &str| {
-                toks_b.iter().find(|t| owner_name(t.owner, vars) == name).map(|t| t.text.clone()).unwrap_or_default()
+                toks_b
+                    .iter()
+                    .find(|t| owner_name(t.owner, vars) == name)
+                    .map(|t| t.text.clone())
+                    .unwrap_or_default()
             };
             if let Some(slot) = expect_b.pointer_mut(&f.slot.pointer) {
                 *slot = slot_value(&f.slot, owner_name(f.owner, vars), &original, &text);
@@ -346,7 +391,12 @@ pub fn analyze(vars: &[VariableSpec], r: &Renders<'_>) -> Result<Variables> {
         let mut expect_a = d.object.clone();
         for f in &found {
             let Some(target) = expect_a.pointer_mut(&f.slot.pointer) else {
-                bail!("{}: slot {} of {} is missing from the default render", d.describe(), f.slot.pointer, owner_name(f.owner, vars));
+                bail!(
+                    "{}: slot {} of {} is missing from the default render",
+                    d.describe(),
+                    f.slot.pointer,
+                    owner_name(f.owner, vars)
+                );
             };
             *target = a.object.pointer(&f.slot.pointer).cloned().unwrap_or(Value::Null);
         }
@@ -375,7 +425,10 @@ pub fn analyze(vars: &[VariableSpec], r: &Renders<'_>) -> Result<Variables> {
         if substring && spec.ty == VariableType::String && declaration.pattern.is_none() {
             declaration.pattern = Some(DEFAULT_SUBSTRING_PATTERN.to_owned());
         }
-        variables.push(Variable { declaration, slots: var_slots });
+        variables.push(Variable {
+            declaration,
+            slots: var_slots,
+        });
     }
     Ok(Variables {
         release_name: r.release_name.to_owned(),
@@ -404,7 +457,11 @@ mod tests {
     #[test]
     fn templates_escape_dollars_and_fill_back() {
         let vars = vec![];
-        let toks = vec![Token { text: "slvaX".into(), owner: Owner::Namespace, integer: None }];
+        let toks = vec![Token {
+            text: "slvaX".into(),
+            owner: Owner::Namespace,
+            integer: None,
+        }];
         let (t, owners) = template("$x https://slvaX/api", &toks, &vars);
         assert_eq!(t, "$$x https://${namespace}/api");
         assert_eq!(owners, vec![Owner::Namespace]);

@@ -11,7 +11,10 @@ pub const REST_WAVE: &str = "rest";
 fn matches(sel: &ObjectSelector, doc: &Document) -> bool {
     sel.kind.as_deref().is_none_or(|k| k == doc.kind())
         && sel.name.as_deref().is_none_or(|n| n == doc.name())
-        && sel.labels.iter().all(|(k, v)| doc.labels().and_then(|l| l.get(k)).and_then(|x| x.as_str()) == Some(v))
+        && sel
+            .labels
+            .iter()
+            .all(|(k, v)| doc.labels().and_then(|l| l.get(k)).and_then(|x| x.as_str()) == Some(v))
 }
 
 /// The declared waves in order, then `rest` with every unmatched object. An object
@@ -20,16 +23,31 @@ pub fn assign(specs: &[WaveSpec], docs: &[Document]) -> Result<Vec<Wave>> {
     if specs.iter().any(|w| w.name == REST_WAVE) {
         bail!("wave name {REST_WAVE:?} is reserved for objects no wave selects");
     }
-    let mut waves: Vec<Wave> =
-        specs.iter().map(|w| Wave { name: w.name.clone(), select: w.select.clone(), documents: vec![] }).collect();
+    let mut waves: Vec<Wave> = specs
+        .iter()
+        .map(|w| Wave {
+            name: w.name.clone(),
+            select: w.select.clone(),
+            documents: vec![],
+        })
+        .collect();
     let mut rest = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        let hits: Vec<usize> =
-            specs.iter().enumerate().filter(|(_, w)| w.select.iter().any(|s| matches(s, doc))).map(|(j, _)| j).collect();
+        let hits: Vec<usize> = specs
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.select.iter().any(|s| matches(s, doc)))
+            .map(|(j, _)| j)
+            .collect();
         match hits.as_slice() {
             [] => rest.push(i as u32),
             [j] => waves[*j].documents.push(i as u32),
-            [a, b, ..] => bail!("{} matches waves {:?} and {:?}; an object belongs to one wave", doc.describe(), specs[*a].name, specs[*b].name),
+            [a, b, ..] => bail!(
+                "{} matches waves {:?} and {:?}; an object belongs to one wave",
+                doc.describe(),
+                specs[*a].name,
+                specs[*b].name
+            ),
         }
     }
     for w in &waves {
@@ -37,6 +55,10 @@ pub fn assign(specs: &[WaveSpec], docs: &[Document]) -> Result<Vec<Wave>> {
             bail!("wave {:?} selects no object of the render", w.name);
         }
     }
-    waves.push(Wave { name: REST_WAVE.to_owned(), select: vec![], documents: rest });
+    waves.push(Wave {
+        name: REST_WAVE.to_owned(),
+        select: vec![],
+        documents: rest,
+    });
     Ok(waves)
 }

@@ -76,7 +76,7 @@ impl From<Envelope> for EnvelopeWire {
                 sig: BASE64.encode(&s.sig),
             })
             .collect();
-        signatures.sort_by(|a, b| a.keyid.cmp(&b.keyid));
+        signatures.sort_by_key(|s| s.keyid);
         EnvelopeWire {
             payload_type: env.payload_type,
             payload: BASE64.encode(&env.payload),
@@ -96,13 +96,10 @@ impl TryFrom<EnvelopeWire> for Envelope {
             .signatures
             .into_iter()
             .map(|s| {
-                let sig = BASE64.decode(&s.sig).map_err(|e| {
-                    format!("signature by key {} is not standard base64: {e}", s.keyid)
-                })?;
-                Ok(Signature {
-                    keyid: s.keyid,
-                    sig,
-                })
+                let sig = BASE64
+                    .decode(&s.sig)
+                    .map_err(|e| format!("signature by key {} is not standard base64: {e}", s.keyid))?;
+                Ok(Signature { keyid: s.keyid, sig })
             })
             .collect::<Result<_, String>>()?;
         Ok(Envelope {
@@ -143,10 +140,7 @@ impl Envelope {
     /// the trust policy's job ([`crate::verify_envelope`]).
     pub fn attach(&mut self, keyid: KeyId, sig: Vec<u8>) -> Result<(), EnvelopeError> {
         if sig.len() != 64 {
-            return Err(EnvelopeError::SignatureLength {
-                keyid,
-                len: sig.len(),
-            });
+            return Err(EnvelopeError::SignatureLength { keyid, len: sig.len() });
         }
         self.check_not_signed_by(&keyid)?;
         self.insert(Signature { keyid, sig });
@@ -186,8 +180,7 @@ impl Envelope {
                 max: MAX_ENVELOPE_BYTES as u64,
             });
         }
-        let env: Envelope =
-            serde_json::from_slice(bytes).map_err(|source| EnvelopeError::Json { source })?;
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|source| EnvelopeError::Json { source })?;
         let mut seen = std::collections::BTreeSet::new();
         for s in &env.signatures {
             if !seen.insert(s.keyid) {
@@ -235,11 +228,7 @@ mod tests {
     fn canonical_json_has_dsse_shape_and_sorted_signatures() {
         let (env, a, b) = signed();
         let json = String::from_utf8(env.to_canonical_json()).unwrap();
-        let (first, second) = if a.key_id() < b.key_id() {
-            (&a, &b)
-        } else {
-            (&b, &a)
-        };
+        let (first, second) = if a.key_id() < b.key_id() { (&a, &b) } else { (&b, &a) };
         let sig = |k: &SigningKey| BASE64.encode(k.sign(&env.pae_bytes()));
         assert_eq!(
             json,
@@ -280,16 +269,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!(
-                "signature by key {} is 63 bytes long, expected 64",
-                c.key_id()
-            )
+            format!("signature by key {} is 63 bytes long, expected 64", c.key_id())
         );
         let err = env.attach(a.key_id(), vec![0; 64]).unwrap_err();
-        assert!(
-            matches!(err, EnvelopeError::DuplicateSignature { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, EnvelopeError::DuplicateSignature { .. }), "{err:?}");
 
         // A garbage signature is attached; verification will refuse it later.
         env.attach(c.key_id(), vec![0; 64]).unwrap();
@@ -352,8 +335,7 @@ mod tests {
             let err = Envelope::parse_canonical(bad.as_bytes()).unwrap_err();
             match &err {
                 EnvelopeError::NotCanonical => assert!(
-                    err.to_string()
-                        .starts_with("envelope is not in canonical form"),
+                    err.to_string().starts_with("envelope is not in canonical form"),
                     "{err}"
                 ),
                 // Unpadded base64 does not even decode.

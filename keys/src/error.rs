@@ -48,9 +48,7 @@ pub enum KeyError {
     },
 
     /// A PEM file that holds something other than a PKCS#8 private key.
-    #[error(
-        "expected a pkcs#8 private key (BEGIN PRIVATE KEY or BEGIN ENCRYPTED PRIVATE KEY), found BEGIN {label}"
-    )]
+    #[error("expected a pkcs#8 private key (BEGIN PRIVATE KEY or BEGIN ENCRYPTED PRIVATE KEY), found BEGIN {label}")]
     UnexpectedPemLabel {
         /// The PEM label found.
         label: String,
@@ -96,9 +94,7 @@ pub enum KeyError {
     },
 
     /// A key name for `keygen` that is not a plain file name.
-    #[error(
-        "invalid key name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'"
-    )]
+    #[error("invalid key name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.'")]
     InvalidKeyName {
         /// The name given.
         name: String,
@@ -294,9 +290,7 @@ pub enum TrustError {
     },
 
     /// Too few distinct keys of a key set signed.
-    #[error(
-        "{role} threshold not met: {have} valid signatures by distinct {role} keys, {need} required"
-    )]
+    #[error("{role} threshold not met: {have} valid signatures by distinct {role} keys, {need} required")]
     ThresholdNotMet {
         /// Whose keys.
         role: Role,
@@ -411,7 +405,7 @@ pub enum RootDirError {
         /// The file.
         path: PathBuf,
         #[source]
-        source: TrustError,
+        source: Box<TrustError>,
     },
 
     /// A root file named for another version than it holds.
@@ -429,13 +423,11 @@ pub enum RootDirError {
         /// The directory.
         dir: PathBuf,
         #[source]
-        source: TrustError,
+        source: Box<TrustError>,
     },
 
     /// A key that may not sign this root version.
-    #[error(
-        "key {keyid} may not sign root version {version}: it is not a root key of that version or the one before"
-    )]
+    #[error("key {keyid} may not sign root version {version}: it is not a root key of that version or the one before")]
     NotARootKey {
         /// The key.
         keyid: KeyId,

@@ -52,9 +52,7 @@ impl FromStr for KeyId {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<KeyId, KeyError> {
-        let invalid = || KeyError::InvalidKeyId {
-            value: s.to_owned(),
-        };
+        let invalid = || KeyError::InvalidKeyId { value: s.to_owned() };
         // Only the lowercase form is accepted, so that one key has one spelling.
         if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid());
@@ -97,17 +95,15 @@ impl PublicKey {
         }
         let key = PublicKey(key);
         if key.0.is_weak() {
-            return Err(KeyError::WeakPublicKey {
-                keyid: key.key_id(),
-            });
+            return Err(KeyError::WeakPublicKey { keyid: key.key_id() });
         }
         Ok(key)
     }
 
     /// A public key from SPKI DER (RFC 8410), which must be the canonical 44-byte encoding.
     pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        let bytes = PublicKeyBytes::from_public_key_der(der)
-            .map_err(|source| KeyError::MalformedPublicKey { source })?;
+        let bytes =
+            PublicKeyBytes::from_public_key_der(der).map_err(|source| KeyError::MalformedPublicKey { source })?;
         let key = PublicKey::from_bytes(bytes.as_ref())?;
         if key.to_spki_der() != der {
             return Err(KeyError::NonCanonicalPublicKey {
@@ -120,15 +116,11 @@ impl PublicKey {
     /// A public key from SPKI PEM (`BEGIN PUBLIC KEY`), as `openssl pkey -pubout` writes.
     pub fn from_spki_pem(pem: &str) -> Result<PublicKey, KeyError> {
         let (label, doc) =
-            pkcs8::Document::from_pem(pem).map_err(|source| KeyError::MalformedPublicKey {
-                source: source.into(),
-            })?;
+            pkcs8::Document::from_pem(pem).map_err(|source| KeyError::MalformedPublicKey { source: source.into() })?;
         if label != "PUBLIC KEY" {
             return Err(KeyError::MalformedPublicKey {
                 source: pkcs8::spki::Error::Asn1(pkcs8::der::Error::from(
-                    pkcs8::der::pem::Error::UnexpectedTypeLabel {
-                        expected: "PUBLIC KEY",
-                    },
+                    pkcs8::der::pem::Error::UnexpectedTypeLabel { expected: "PUBLIC KEY" },
                 )),
             });
         }
@@ -168,16 +160,13 @@ impl PublicKey {
 
     /// Checks an ed25519 signature over `msg` with `verify_strict`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), KeyError> {
-        let sig =
-            ed25519_dalek::Signature::from_slice(sig).map_err(|_| KeyError::SignatureLength {
-                keyid: self.key_id(),
-                len: sig.len(),
-            })?;
+        let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| KeyError::SignatureLength {
+            keyid: self.key_id(),
+            len: sig.len(),
+        })?;
         self.0
             .verify_strict(msg, &sig)
-            .map_err(|_| KeyError::BadSignature {
-                keyid: self.key_id(),
-            })
+            .map_err(|_| KeyError::BadSignature { keyid: self.key_id() })
     }
 
     /// Writes the SPKI PEM to a new file; refuses to overwrite one.
@@ -218,10 +207,8 @@ impl SigningKey {
     /// A key from PKCS#8 PEM: `BEGIN PRIVATE KEY` (RFC 8410, v1 or v2 with the public key) or
     /// `BEGIN ENCRYPTED PRIVATE KEY` (PBES2, as OpenSSL writes), which needs the passphrase.
     pub fn from_pkcs8_pem(pem: &str, passphrase: Option<&[u8]>) -> Result<SigningKey, KeyError> {
-        let label = pkcs8::der::pem::decode_label(pem.as_bytes()).map_err(|source| {
-            KeyError::MalformedPrivateKey {
-                source: pkcs8::der::Error::from(source).into(),
-            }
+        let label = pkcs8::der::pem::decode_label(pem.as_bytes()).map_err(|source| KeyError::MalformedPrivateKey {
+            source: pkcs8::der::Error::from(source).into(),
         })?;
         match label {
             PRIVATE_KEY_LABEL => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
@@ -229,11 +216,8 @@ impl SigningKey {
                 .map_err(|source| KeyError::MalformedPrivateKey { source }),
             ENCRYPTED_PRIVATE_KEY_LABEL => {
                 let passphrase = passphrase.ok_or(KeyError::PassphraseRequired)?;
-                let (_, doc) = SecretDocument::from_pem(pem).map_err(|source| {
-                    KeyError::MalformedPrivateKey {
-                        source: source.into(),
-                    }
-                })?;
+                let (_, doc) = SecretDocument::from_pem(pem)
+                    .map_err(|source| KeyError::MalformedPrivateKey { source: source.into() })?;
                 let info = EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
                     .map_err(|source| KeyError::MalformedPrivateKey { source })?;
                 let der = info
@@ -259,16 +243,15 @@ impl SigningKey {
             path: path.to_owned(),
             source: Box::new(source),
         };
-        let encrypted = pkcs8::der::pem::decode_label(pem.as_bytes())
-            .is_ok_and(|label| label == ENCRYPTED_PRIVATE_KEY_LABEL);
+        let encrypted =
+            pkcs8::der::pem::decode_label(pem.as_bytes()).is_ok_and(|label| label == ENCRYPTED_PRIVATE_KEY_LABEL);
         if !encrypted {
             return SigningKey::from_pkcs8_pem(&pem, None).map_err(in_file);
         }
-        let passphrase =
-            std::env::var_os(passphrase_env).ok_or_else(|| KeyError::PassphraseEnvUnset {
-                path: path.to_owned(),
-                var: passphrase_env.to_owned(),
-            })?;
+        let passphrase = std::env::var_os(passphrase_env).ok_or_else(|| KeyError::PassphraseEnvUnset {
+            path: path.to_owned(),
+            var: passphrase_env.to_owned(),
+        })?;
         let passphrase = Zeroizing::new(passphrase.into_encoded_bytes());
         SigningKey::from_pkcs8_pem(&pem, Some(&passphrase)).map_err(in_file)
     }
@@ -332,9 +315,7 @@ pub fn generate_key_files(dir: &Path, name: &str) -> Result<GeneratedKeyFiles, K
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !valid_name {
-        return Err(KeyError::InvalidKeyName {
-            name: name.to_owned(),
-        });
+        return Err(KeyError::InvalidKeyName { name: name.to_owned() });
     }
     let private_key = dir.join(format!("{name}.key"));
     let public_key = dir.join(format!("{name}.pub"));
@@ -372,9 +353,7 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
     let _ = mode;
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            KeyError::Exists {
-                path: path.to_owned(),
-            }
+            KeyError::Exists { path: path.to_owned() }
         } else {
             KeyError::Io(e)
         }
@@ -472,10 +451,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!(
-                "public key {} is not canonically encoded",
-                hex::encode(bytes)
-            )
+            format!("public key {} is not canonically encoded", hex::encode(bytes))
         );
     }
 
@@ -483,9 +459,7 @@ mod tests {
     fn rejects_non_canonical_spki_der() {
         let key = SigningKey::from_seed(&[3; 32]).public_key();
         // Same key, with explicit NULL algorithm parameters (not RFC 8410's encoding).
-        let mut der = vec![
-            0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00,
-        ];
+        let mut der = vec![0x30, 0x2c, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00];
         der.extend_from_slice(&[0x03, 0x21, 0x00]);
         der.extend_from_slice(key.as_bytes());
         let err = PublicKey::from_spki_der(&der).unwrap_err();
@@ -501,18 +475,12 @@ mod tests {
     #[test]
     fn rejects_malformed_public_key() {
         let err = PublicKey::from_spki_der(b"not der").unwrap_err();
-        assert!(
-            matches!(err, KeyError::MalformedPublicKey { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, KeyError::MalformedPublicKey { .. }), "{err:?}");
         assert_eq!(err.to_string(), "malformed ed25519 spki public key");
         // A private key where a public key belongs.
         let pem = SigningKey::from_seed(&[4; 32]).to_pkcs8_pem();
         let err = PublicKey::from_spki_pem(&pem).unwrap_err();
-        assert!(
-            matches!(err, KeyError::MalformedPublicKey { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, KeyError::MalformedPublicKey { .. }), "{err:?}");
     }
 
     #[test]
@@ -521,11 +489,7 @@ mod tests {
         let pem = key.to_pkcs8_pem();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{}", *pem);
         let (_, doc) = SecretDocument::from_pem(&pem).unwrap();
-        assert_eq!(
-            doc.as_bytes().len(),
-            48,
-            "v1 without the public key, as openssl writes"
-        );
+        assert_eq!(doc.as_bytes().len(), 48, "v1 without the public key, as openssl writes");
         let back = SigningKey::from_pkcs8_pem(&pem, None).unwrap();
         assert_eq!(back.key_id(), key.key_id());
     }
@@ -539,10 +503,7 @@ mod tests {
         }
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap();
-        assert_eq!(
-            SigningKey::from_pkcs8_pem(&v2, None).unwrap().key_id(),
-            key.key_id()
-        );
+        assert_eq!(SigningKey::from_pkcs8_pem(&v2, None).unwrap().key_id(), key.key_id());
 
         // A v2 key whose public key does not belong to the private key is refused.
         let other = SigningKey::from_seed(&[9; 32]).public_key();
@@ -553,10 +514,7 @@ mod tests {
         .to_pkcs8_pem(LineEnding::LF)
         .unwrap();
         let err = SigningKey::from_pkcs8_pem(&bad, None).unwrap_err();
-        assert!(
-            matches!(err, KeyError::MalformedPrivateKey { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, KeyError::MalformedPrivateKey { .. }), "{err:?}");
         assert_eq!(err.to_string(), "malformed ed25519 pkcs#8 private key");
     }
 
@@ -574,10 +532,7 @@ mod tests {
     #[test]
     fn rejects_text_that_is_not_pem() {
         let err = SigningKey::from_pkcs8_pem("hello", None).unwrap_err();
-        assert!(
-            matches!(err, KeyError::MalformedPrivateKey { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, KeyError::MalformedPrivateKey { .. }), "{err:?}");
     }
 
     #[test]
@@ -594,10 +549,7 @@ mod tests {
 
         let err = SigningKey::from_pkcs8_pem(&pem, None).unwrap_err();
         assert!(matches!(err, KeyError::PassphraseRequired), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "private key is encrypted and no passphrase was given"
-        );
+        assert_eq!(err.to_string(), "private key is encrypted and no passphrase was given");
 
         let err = SigningKey::from_pkcs8_pem(&pem, Some(b"wrong")).unwrap_err();
         assert!(matches!(err, KeyError::Decrypt { .. }), "{err:?}");
@@ -621,10 +573,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!(
-                "signature by key {} is 63 bytes long, expected 64",
-                key.key_id()
-            )
+            format!("signature by key {} is 63 bytes long, expected 64", key.key_id())
         );
 
         let err = public.verify(b"hellO", &sig).unwrap_err();
@@ -644,8 +593,8 @@ mod tests {
         let key = SigningKey::from_seed(&[11; 32]);
         let mut sig = key.sign(b"msg");
         const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
         ];
         let mut carry = 0u16;
         for (s, l) in sig[32..].iter_mut().zip(L) {
@@ -666,18 +615,12 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs_err::metadata(&files.private_key)
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = fs_err::metadata(&files.private_key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let key = SigningKey::load(&files.private_key, "SEALIFT_TEST_UNSET_VARIABLE").unwrap();
         assert_eq!(key.key_id(), files.keyid);
-        assert_eq!(
-            PublicKey::load(&files.public_key).unwrap().key_id(),
-            files.keyid
-        );
+        assert_eq!(PublicKey::load(&files.public_key).unwrap().key_id(), files.keyid);
 
         let err = generate_key_files(dir.path(), "release").unwrap_err();
         assert!(

@@ -20,14 +20,9 @@ mod trust;
 
 pub use envelope::{Envelope, MAX_ENVELOPE_BYTES, Signature, pae};
 pub use error::{EnvelopeError, KeyError, KeySetError, RootDirError, RootError, TrustError};
-pub use key::{
-    GeneratedKeyFiles, KeyId, PASSPHRASE_ENV, PublicKey, SigningKey, generate_key_files,
-};
+pub use key::{GeneratedKeyFiles, KeyId, PASSPHRASE_ENV, PublicKey, SigningKey, generate_key_files};
 pub use root::{KeySet, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, ROOT_TYPE, Role, RootDocument};
-pub use trust::{
-    RootChain, TrustedRoots, VerifiedChain, root_document, verify_envelope,
-    verify_envelope_with_roles,
-};
+pub use trust::{RootChain, TrustedRoots, VerifiedChain, root_document, verify_envelope, verify_envelope_with_roles};
 
 /// Re-exported so callers can hold [`SigningKey::to_pkcs8_pem`]'s result by name.
 pub use pkcs8::der::zeroize::Zeroizing;

@@ -59,9 +59,7 @@ impl KeySet {
         for key in &keys {
             // Both checks, though one implies the other for canonical keys.
             if !by_bytes.insert(*key.as_bytes()) || !by_id.insert(key.key_id()) {
-                return Err(KeySetError::DuplicateKey {
-                    keyid: key.key_id(),
-                });
+                return Err(KeySetError::DuplicateKey { keyid: key.key_id() });
             }
         }
         if threshold == 0 || threshold as usize > keys.len() {
@@ -75,11 +73,7 @@ impl KeySet {
 
     /// This set with its keys and/or threshold replaced; the threshold is kept when only the
     /// keys change (and must then still fit).
-    pub fn with_changes(
-        &self,
-        keys: Option<Vec<PublicKey>>,
-        threshold: Option<u32>,
-    ) -> Result<KeySet, KeySetError> {
+    pub fn with_changes(&self, keys: Option<Vec<PublicKey>>, threshold: Option<u32>) -> Result<KeySet, KeySetError> {
         KeySet::new(
             threshold.unwrap_or(self.threshold),
             keys.unwrap_or_else(|| self.keys.clone()),
@@ -123,13 +117,11 @@ impl KeySet {
     fn from_wire(role: Role, wire: KeySetWire) -> Result<KeySet, RootError> {
         let mut keys = Vec::with_capacity(wire.keys.len());
         for KeyWire { keyid, public_key } in wire.keys {
-            let der = BASE64
-                .decode(&public_key)
-                .map_err(|source| RootError::KeyEncoding {
-                    role,
-                    keyid: keyid.clone(),
-                    source,
-                })?;
+            let der = BASE64.decode(&public_key).map_err(|source| RootError::KeyEncoding {
+                role,
+                keyid: keyid.clone(),
+                source,
+            })?;
             let key = PublicKey::from_spki_der(&der).map_err(|source| RootError::Key {
                 role,
                 keyid: keyid.clone(),
@@ -188,8 +180,7 @@ impl RootDocument {
     /// Parses a root payload strictly: no unknown or duplicate fields, `type` is
     /// `sealift.root`, version ≥ 1, every key valid with its listed keyid, valid key sets.
     pub fn parse(payload: &[u8]) -> Result<RootDocument, RootError> {
-        let wire: RootWire =
-            serde_json::from_slice(payload).map_err(|source| RootError::Json { source })?;
+        let wire: RootWire = serde_json::from_slice(payload).map_err(|source| RootError::Json { source })?;
         if wire.type_ != ROOT_TYPE {
             return Err(RootError::WrongType { found: wire.type_ });
         }
@@ -211,8 +202,8 @@ impl RootDocument {
             root_keys: self.root_keys.to_wire(),
             release_keys: self.release_keys.to_wire(),
         };
-        let mut out = serde_json::to_vec_pretty(&wire)
-            .unwrap_or_else(|_| unreachable!("a root document always serializes"));
+        let mut out =
+            serde_json::to_vec_pretty(&wire).unwrap_or_else(|_| unreachable!("a root document always serializes"));
         out.push(b'\n');
         out
     }
@@ -223,11 +214,7 @@ impl RootDocument {
     }
 
     /// The next version, with the key sets given replaced and the others carried over.
-    pub fn successor(
-        &self,
-        root_keys: Option<KeySet>,
-        release_keys: Option<KeySet>,
-    ) -> RootDocument {
+    pub fn successor(&self, root_keys: Option<KeySet>, release_keys: Option<KeySet>) -> RootDocument {
         RootDocument {
             version: self.version + 1,
             root_keys: root_keys.unwrap_or_else(|| self.root_keys.clone()),
@@ -318,25 +305,14 @@ mod tests {
         let mut v = payload_json();
         v["version"] = 0.into();
         let err = parse_value(&v).unwrap_err();
-        assert!(
-            matches!(err, RootError::InvalidVersion { version: 0 }),
-            "{err:?}"
-        );
-        assert_eq!(
-            err.to_string(),
-            "root document has version 0; versions start at 1"
-        );
+        assert!(matches!(err, RootError::InvalidVersion { version: 0 }), "{err:?}");
+        assert_eq!(err.to_string(), "root document has version 0; versions start at 1");
     }
 
     #[test]
     fn refuses_key_listed_twice() {
         let err = KeySet::new(1, vec![pk(1), pk(1)]).unwrap_err();
-        assert_eq!(
-            err,
-            KeySetError::DuplicateKey {
-                keyid: pk(1).key_id()
-            }
-        );
+        assert_eq!(err, KeySetError::DuplicateKey { keyid: pk(1).key_id() });
         assert_eq!(
             err.to_string(),
             format!("key {} is listed more than once", pk(1).key_id())
@@ -379,10 +355,7 @@ mod tests {
                 &err,
                 RootError::KeySet {
                     role: Role::Release,
-                    source: KeySetError::ThresholdOutOfRange {
-                        threshold: 2,
-                        keys: 1
-                    }
+                    source: KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 }
                 }
             ),
             "{err:?}"
@@ -393,19 +366,11 @@ mod tests {
     #[test]
     fn with_changes_keeps_threshold_and_checks_it() {
         let set = KeySet::new(2, vec![pk(1), pk(2)]).unwrap();
-        let changed = set
-            .with_changes(Some(vec![pk(3), pk(4), pk(5)]), None)
-            .unwrap();
+        let changed = set.with_changes(Some(vec![pk(3), pk(4), pk(5)]), None).unwrap();
         assert_eq!(changed.threshold(), 2);
         assert_eq!(changed.keys().len(), 3);
         let err = set.with_changes(Some(vec![pk(3)]), None).unwrap_err();
-        assert_eq!(
-            err,
-            KeySetError::ThresholdOutOfRange {
-                threshold: 2,
-                keys: 1
-            }
-        );
+        assert_eq!(err, KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 });
         assert_eq!(set.with_changes(None, Some(1)).unwrap().threshold(), 1);
     }
 
@@ -421,10 +386,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!(
-                "release key listed as {wrong} has key id {}",
-                pk(4).key_id()
-            )
+            format!("release key listed as {wrong} has key id {}", pk(4).key_id())
         );
     }
 
@@ -434,13 +396,7 @@ mod tests {
         v["rootKeys"]["keys"][1]["publicKey"] = "not base64!".into();
         let err = parse_value(&v).unwrap_err();
         assert!(
-            matches!(
-                err,
-                RootError::KeyEncoding {
-                    role: Role::Root,
-                    ..
-                }
-            ),
+            matches!(err, RootError::KeyEncoding { role: Role::Root, .. }),
             "{err:?}"
         );
         assert!(err.to_string().ends_with("is not valid base64"), "{err}");

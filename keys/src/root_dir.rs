@@ -37,20 +37,14 @@ pub fn load(dir: impl AsRef<Path>) -> Result<Vec<Envelope>, RootDirError> {
         let Some(stem) = name.strip_suffix(SUFFIX) else {
             continue;
         };
-        let version =
-            parse_version(stem).ok_or_else(|| RootDirError::BadFileName { path: entry.path() })?;
+        let version = parse_version(stem).ok_or_else(|| RootDirError::BadFileName { path: entry.path() })?;
         versions.push(version);
     }
     versions.sort_unstable();
     let Some(&newest) = versions.last() else {
-        return Err(RootDirError::Empty {
-            dir: dir.to_owned(),
-        });
+        return Err(RootDirError::Empty { dir: dir.to_owned() });
     };
-    if let Some(missing) = (1..=newest)
-        .zip(&versions)
-        .find(|(want, have)| want != *have)
-    {
+    if let Some(missing) = (1..=newest).zip(&versions).find(|(want, have)| want != *have) {
         return Err(RootDirError::Gap {
             dir: dir.to_owned(),
             missing: missing.0,
@@ -87,7 +81,7 @@ fn read_root_file(path: &Path, version: u32) -> Result<Envelope, RootDirError> {
     let env = Envelope::parse_canonical(&bytes).map_err(envelope_error)?;
     let doc = root_document(&env).map_err(|source| RootDirError::Root {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     if doc.version != version {
         return Err(RootDirError::VersionMismatch {
@@ -104,7 +98,7 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifiedChain, RootDirError> {
     let chain = load(dir)?;
     let chain_error = |source| RootDirError::Chain {
         dir: dir.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let trusted = TrustedRoots::from_envelopes(&chain).map_err(chain_error)?;
     RootChain::verify(&chain, &trusted).map_err(chain_error)
@@ -149,8 +143,7 @@ pub fn init(
         }
     }
     let key_set = |role, threshold: Option<u32>, keys| {
-        KeySet::new(threshold.unwrap_or(1), keys)
-            .map_err(|source| RootDirError::KeySet { role, source })
+        KeySet::new(threshold.unwrap_or(1), keys).map_err(|source| RootDirError::KeySet { role, source })
     };
     let doc = RootDocument {
         version: 1,
@@ -186,11 +179,7 @@ pub fn rotate(
 
 /// Adds `signer`'s signature to root `version` (default: the newest) in place, atomically.
 /// The signer must be a root key of that version or of the one before.
-pub fn sign(
-    dir: impl AsRef<Path>,
-    version: Option<u32>,
-    signer: &SigningKey,
-) -> Result<PathBuf, RootDirError> {
+pub fn sign(dir: impl AsRef<Path>, version: Option<u32>, signer: &SigningKey) -> Result<PathBuf, RootDirError> {
     let dir = dir.as_ref();
     let chain = load(dir)?;
     let newest = u32::try_from(chain.len()).unwrap_or(u32::MAX);
@@ -206,15 +195,16 @@ pub fn sign(
     let path = path_for(dir, version);
     let root_error = |path: &Path| {
         let path = path.to_owned();
-        move |source| RootDirError::Root { path, source }
+        move |source| RootDirError::Root {
+            path,
+            source: Box::new(source),
+        }
     };
     let mut env = chain[index - 1].clone();
     let doc = root_document(&env).map_err(root_error(&path))?;
     let previous = match index {
         1 => None,
-        _ => Some(
-            root_document(&chain[index - 2]).map_err(root_error(&path_for(dir, version - 1)))?,
-        ),
+        _ => Some(root_document(&chain[index - 2]).map_err(root_error(&path_for(dir, version - 1)))?),
     };
     check_may_sign(&doc, previous.as_ref(), signer)?;
     env.sign(signer).map_err(|source| RootDirError::Envelope {
@@ -226,12 +216,12 @@ pub fn sign(
 }
 
 fn newest_document(dir: &Path, chain: &[Envelope]) -> Result<RootDocument, RootDirError> {
-    let newest = chain.last().ok_or_else(|| RootDirError::Empty {
-        dir: dir.to_owned(),
-    })?;
+    let newest = chain
+        .last()
+        .ok_or_else(|| RootDirError::Empty { dir: dir.to_owned() })?;
     root_document(newest).map_err(|source| RootDirError::Root {
         path: path_for(dir, u32::try_from(chain.len()).unwrap_or(u32::MAX)),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -241,8 +231,8 @@ fn check_may_sign(
     signer: &SigningKey,
 ) -> Result<(), RootDirError> {
     let keyid = signer.key_id();
-    let allowed = doc.root_keys.contains(&keyid)
-        || previous.is_some_and(|previous| previous.root_keys.contains(&keyid));
+    let allowed =
+        doc.root_keys.contains(&keyid) || previous.is_some_and(|previous| previous.root_keys.contains(&keyid));
     if !allowed {
         return Err(RootDirError::NotARootKey {
             keyid,
@@ -271,26 +261,29 @@ fn signed_envelope(
 
 /// Writes `bytes` to `path` through a synced temporary file in `dir` and a rename, then syncs
 /// `dir`. Without `overwrite`, refuses an existing `path`.
-fn write_atomic(
-    dir: &Path,
-    path: &Path,
-    bytes: &[u8],
-    overwrite: bool,
-) -> Result<(), RootDirError> {
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8], overwrite: bool) -> Result<(), RootDirError> {
     let write_error = |source| RootDirError::Write {
         path: path.to_owned(),
         source,
     };
     if !overwrite && fs_err::symlink_metadata(path).is_ok() {
-        return Err(RootDirError::Exists {
-            path: path.to_owned(),
-        });
+        return Err(RootDirError::Exists { path: path.to_owned() });
     }
     let mut tmp = tempfile::Builder::new()
         .prefix(".")
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(write_error)?;
+    // Root files are public: 0644 whatever the umask (tempfile creates 0600), or the
+    // permissions of the file being replaced.
+    #[cfg(unix)]
+    {
+        let permissions = match fs_err::metadata(path) {
+            Ok(existing) if overwrite => existing.permissions(),
+            _ => std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        };
+        tmp.as_file().set_permissions(permissions).map_err(write_error)?;
+    }
     tmp.write_all(bytes).map_err(write_error)?;
     tmp.as_file().sync_all().map_err(write_error)?;
     let persisted = if overwrite {
@@ -300,9 +293,7 @@ fn write_atomic(
     };
     if let Err(e) = persisted {
         return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            RootDirError::Exists {
-                path: path.to_owned(),
-            }
+            RootDirError::Exists { path: path.to_owned() }
         } else {
             write_error(e.error)
         });

@@ -14,11 +14,7 @@ use crate::root::{KeySet, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, Role, RootDo
 /// set, the number of its distinct keys with a valid signature must reach its threshold.
 /// Threshold errors name the role `root` for [`ROOT_PAYLOAD_TYPE`] and `release` otherwise; use
 /// [`verify_envelope_with_roles`] to name them yourself.
-pub fn verify_envelope(
-    env: &Envelope,
-    payload_type: &str,
-    governing: &[&KeySet],
-) -> Result<(), TrustError> {
+pub fn verify_envelope(env: &Envelope, payload_type: &str, governing: &[&KeySet]) -> Result<(), TrustError> {
     let role = if payload_type == ROOT_PAYLOAD_TYPE {
         Role::Root
     } else {
@@ -60,11 +56,7 @@ pub fn verify_envelope_with_roles(
     // Key sets hold distinct keys, and a key id is the hash of its key: counting the set's
     // keys whose id signed counts distinct public keys.
     for (role, set) in governing {
-        let have = set
-            .keys()
-            .iter()
-            .filter(|key| signed.contains(&key.key_id()))
-            .count();
+        let have = set.keys().iter().filter(|key| signed.contains(&key.key_id())).count();
         if have < set.threshold() as usize {
             return Err(TrustError::ThresholdNotMet {
                 role: *role,
@@ -154,11 +146,7 @@ impl RootChain {
         let mut hashes = Vec::with_capacity(chain.len());
         for (version, env) in (1u32..).zip(chain) {
             let hash = env.canonical_sha256();
-            if trusted
-                .roots
-                .iter()
-                .any(|(v, h)| *v == version && *h != hash)
-            {
+            if trusted.roots.iter().any(|(v, h)| *v == version && *h != hash) {
                 return Err(TrustError::RootMismatch { version });
             }
             let link = |source: TrustError| TrustError::RootLink {
@@ -173,18 +161,11 @@ impl RootChain {
                 });
             }
             let result = match documents.last() {
-                None => verify_envelope_with_roles(
-                    env,
-                    ROOT_PAYLOAD_TYPE,
-                    &[(Role::Root, &doc.root_keys)],
-                ),
+                None => verify_envelope_with_roles(env, ROOT_PAYLOAD_TYPE, &[(Role::Root, &doc.root_keys)]),
                 Some(previous) => verify_envelope_with_roles(
                     env,
                     ROOT_PAYLOAD_TYPE,
-                    &[
-                        (Role::PreviousRoot, &previous.root_keys),
-                        (Role::Root, &doc.root_keys),
-                    ],
+                    &[(Role::PreviousRoot, &previous.root_keys), (Role::Root, &doc.root_keys)],
                 ),
             };
             result.map_err(link)?;

@@ -27,8 +27,14 @@ pub const OCI_LAYOUT_PATH: &str = "oci-layout";
 pub const OCI_INDEX_PATH: &str = "index.json";
 
 /// The entries between the head and the blobs, in archive order.
-pub const METADATA_PATHS: [&str; 6] =
-    [CHART_PATH, RENDER_PATH, VARIABLES_PATH, MIGRATIONS_PATH, OCI_LAYOUT_PATH, OCI_INDEX_PATH];
+pub const METADATA_PATHS: [&str; 6] = [
+    CHART_PATH,
+    RENDER_PATH,
+    VARIABLES_PATH,
+    MIGRATIONS_PATH,
+    OCI_LAYOUT_PATH,
+    OCI_INDEX_PATH,
+];
 
 /// A relative path inside a bundle. It cannot express `..`, `.`, an absolute path, a
 /// backslash, an empty component or a character outside `[A-Za-z0-9._-]`, and it fits the
@@ -56,7 +62,11 @@ impl EntryPath {
 impl FromStr for EntryPath {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError { what: "entry path", value: s.to_owned(), reason };
+        let err = |reason| NameError {
+            what: "entry path",
+            value: s.to_owned(),
+            reason,
+        };
         if s.is_empty() || s.len() > MAX_PATH_LEN {
             return Err(err("must be 1 to 100 bytes"));
         }
@@ -114,7 +124,18 @@ mod tests {
 
     #[test]
     fn refuses_escapes() {
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "a\0b", "é"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\0b",
+            "é",
+        ] {
             assert!(bad.parse::<EntryPath>().is_err(), "{bad:?} accepted");
         }
         assert!(EntryPath::from_str(&"a".repeat(101)).is_err());

@@ -71,12 +71,18 @@ impl Head {
         let raw = match stream.next() {
             Some(Ok(raw)) => raw,
             Some(Err(e)) => return Err(Refusal::HeadMalformed { reason: e.to_string() }),
-            None => return Err(Refusal::HeadMalformed { reason: "the head is empty".into() }),
+            None => {
+                return Err(Refusal::HeadMalformed {
+                    reason: "the head is empty".into(),
+                });
+            }
         };
         let end = stream.byte_offset();
         if end != json_len {
             let bad = entry[end..json_len].iter().position(|&b| b != 0).unwrap_or(0);
-            return Err(Refusal::HeadPadding { offset: (end + bad) as u64 });
+            return Err(Refusal::HeadPadding {
+                offset: (end + bad) as u64,
+            });
         }
         let parse = |what: String, raw: &RawValue| {
             Envelope::parse_canonical(raw.get().as_bytes()).map_err(|source| Refusal::Envelope { what, source })
@@ -91,7 +97,11 @@ impl Head {
         let head = Head { roots, release };
         let canonical = head.to_json();
         if canonical != entry[..json_len] {
-            let offset = canonical.iter().zip(entry).position(|(a, b)| a != b).unwrap_or(canonical.len().min(json_len));
+            let offset = canonical
+                .iter()
+                .zip(entry)
+                .position(|(a, b)| a != b)
+                .unwrap_or(canonical.len().min(json_len));
             return Err(Refusal::HeadNotCanonical { offset: offset as u64 });
         }
         Ok(head)

@@ -16,7 +16,10 @@ const CHUNK: usize = 64 * 1024;
 /// Verifies the head against `trusted` and reads the metadata entries, checking their
 /// hashes; stops before the first blob.
 pub fn read_metadata(path: &Path, trusted: keys::TrustedRoots) -> Result<(VerifiedHead, Metadata), VerifyError> {
-    let io = |source| VerifyError::Io { path: path.to_owned(), source };
+    let io = |source| VerifyError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut reader = BundleReader::new(trusted, Policy::integrity_only());
     let mut buf = vec![0u8; CHUNK];
@@ -33,7 +36,11 @@ pub fn read_metadata(path: &Path, trusted: keys::TrustedRoots) -> Result<(Verifi
         for event in events.drain(..) {
             match event {
                 Event::HeadVerified(h) => head = Some(*h),
-                Event::EntryVerified { path, content: Some(content), .. } => {
+                Event::EntryVerified {
+                    path,
+                    content: Some(content),
+                    ..
+                } => {
                     if let Some(h) = &head {
                         collector.take(h.manifest(), path.as_str(), content)?;
                     }
@@ -42,7 +49,10 @@ pub fn read_metadata(path: &Path, trusted: keys::TrustedRoots) -> Result<(Verifi
             }
         }
     }
-    let head = head.ok_or(Refusal::Truncated { offset: reader.offset(), context: "the head".into() })?;
+    let head = head.ok_or(Refusal::Truncated {
+        offset: reader.offset(),
+        context: "the head".into(),
+    })?;
     Ok((head, collector.finish()?))
 }
 
@@ -58,22 +68,37 @@ pub struct UnverifiedHead {
 impl UnverifiedHead {
     /// Reads the head, anchors trust in its own `1.root.json`, then reads the metadata.
     pub fn read(path: &Path) -> Result<Self, VerifyError> {
-        let io = |source| VerifyError::Io { path: path.to_owned(), source };
+        let io = |source| VerifyError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut file = std::fs::File::open(path).map_err(io)?;
         let mut header = [0u8; BLOCK];
-        file.read_exact(&mut header).map_err(|_| Refusal::Truncated { offset: 0, context: "the head's header".into() })?;
+        file.read_exact(&mut header).map_err(|_| Refusal::Truncated {
+            offset: 0,
+            context: "the head's header".into(),
+        })?;
         let size = tar_header::parse(&header).size.ok_or(Refusal::NonCanonicalHeader {
             path: crate::entry::HEAD_PATH.into(),
             offset: 124,
             field: "size",
         })?;
         if size > crate::head::MAX_HEAD_BYTES {
-            return Err(Refusal::HeadTooLarge { size, limit: crate::head::MAX_HEAD_BYTES }.into());
+            return Err(Refusal::HeadTooLarge {
+                size,
+                limit: crate::head::MAX_HEAD_BYTES,
+            }
+            .into());
         }
         let mut entry = vec![0u8; size as usize];
-        file.read_exact(&mut entry).map_err(|_| Refusal::Truncated { offset: BLOCK as u64, context: "the head".into() })?;
+        file.read_exact(&mut entry).map_err(|_| Refusal::Truncated {
+            offset: BLOCK as u64,
+            context: "the head".into(),
+        })?;
         let head = Head::from_entry(&entry)?;
-        let first = head.roots.first().ok_or(Refusal::HeadMalformed { reason: "the head carries no root".into() })?;
+        let first = head.roots.first().ok_or(Refusal::HeadMalformed {
+            reason: "the head carries no root".into(),
+        })?;
         let trusted = keys::TrustedRoots::from_envelopes(std::slice::from_ref(first))
             .map_err(|source| Refusal::RootChain { source })?;
         let (head, metadata) = read_metadata(path, trusted)?;

@@ -15,7 +15,10 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 pub fn check(m: &Manifest) -> Result<(), Refusal> {
     let bad = |reason: String| Err(Refusal::ManifestInconsistent { reason });
     if m.sequence < m.min_sequence {
-        return bad(format!("sequence {} is below its own minSequence {}", m.sequence, m.min_sequence));
+        return bad(format!(
+            "sequence {} is below its own minSequence {}",
+            m.sequence, m.min_sequence
+        ));
     }
     if m.expires <= m.created {
         return bad(format!("expires {} is not after created {}", m.expires, m.created));
@@ -41,12 +44,20 @@ pub fn check(m: &Manifest) -> Result<(), Refusal> {
     }
     let blobs = &m.entries[METADATA_PATHS.len()..];
     if blobs.len() != expected_blobs.len() {
-        return bad(format!("{} blob entries for {} distinct image blobs", blobs.len(), expected_blobs.len()));
+        return bad(format!(
+            "{} blob entries for {} distinct image blobs",
+            blobs.len(),
+            expected_blobs.len()
+        ));
     }
     let mut sizes = BTreeMap::new();
     for (entry, want) in blobs.iter().zip(&expected_blobs) {
         if entry.path != EntryPath::blob(want) {
-            return bad(format!("entry {} is out of order, expected {}", entry.path, EntryPath::blob(want)));
+            return bad(format!(
+                "entry {} is out of order, expected {}",
+                entry.path,
+                EntryPath::blob(want)
+            ));
         }
         if entry.digest != *want {
             return bad(format!("entry {} records digest {}", entry.path, entry.digest));
@@ -65,23 +76,35 @@ pub fn check(m: &Manifest) -> Result<(), Refusal> {
             }
         }
         if image.blobs.first() != Some(&image.digest) {
-            return bad(format!("image {} does not list its manifest {} first", image.name, image.digest));
+            return bad(format!(
+                "image {} does not list its manifest {} first",
+                image.name, image.digest
+            ));
         }
         let unique: BTreeSet<&Digest> = image.blobs.iter().collect();
         if unique.len() != image.blobs.len() {
             return bad(format!("image {} lists a blob twice", image.name));
         }
         if sizes.get(&image.digest) != Some(&image.size) {
-            return bad(format!("image {} records size {} for its manifest", image.name, image.size));
+            return bad(format!(
+                "image {} records size {} for its manifest",
+                image.name, image.size
+            ));
         }
         for p in &image.platforms {
             if !unique.contains(&p.digest) || sizes.get(&p.digest) != Some(&p.size) {
-                return bad(format!("image {} platform {} is not among its blobs", image.name, p.platform));
+                return bad(format!(
+                    "image {} platform {} is not among its blobs",
+                    image.name, p.platform
+                ));
             }
         }
         let total: u64 = image.blobs.iter().filter_map(|d| sizes.get(d)).sum();
         if total != image.total_size {
-            return bad(format!("image {} records totalSize {}, its blobs add to {total}", image.name, image.total_size));
+            return bad(format!(
+                "image {} records totalSize {}, its blobs add to {total}",
+                image.name, image.total_size
+            ));
         }
     }
     Ok(())

@@ -71,7 +71,10 @@ fn dns_label(s: &str) -> Result<(), &'static str> {
     if s.is_empty() || s.len() > 63 {
         return Err("must be 1 to 63 characters");
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err("may hold only a-z, 0-9 and '-'");
     }
     if s.starts_with('-') || s.ends_with('-') {
@@ -182,7 +185,11 @@ impl ImageReference {
             Some((p, t)) if !t.contains('/') => (p, Some(t.to_owned())),
             _ => (remainder, None),
         };
-        let path = if host == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path.to_owned() };
+        let path = if host == "docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_owned()
+        };
         RepositoryPath::from_str(&path).map_err(|e| e.reason)?;
         if let Some(t) = &tag {
             let ok = !t.is_empty()
@@ -193,8 +200,17 @@ impl ImageReference {
                 return Err("tag must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}");
             }
         }
-        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_owned()) } else { tag };
-        Ok(Self { host, path, tag, digest })
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_owned())
+        } else {
+            tag
+        };
+        Ok(Self {
+            host,
+            path,
+            tag,
+            digest,
+        })
     }
 }
 
@@ -221,8 +237,14 @@ impl Digest {
 impl FromStr for Digest {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError { what: "digest", value: s.to_owned(), reason };
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| err("must start with sha256:"))?;
+        let err = |reason| NameError {
+            what: "digest",
+            value: s.to_owned(),
+            reason,
+        };
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| err("must start with sha256:"))?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(err("must be sha256: and 64 lowercase hex digits"));
         }
@@ -268,9 +290,15 @@ mod tests {
     #[test]
     fn normalises_docker_hub_names() {
         let r = ImageReference::parse("nginx").unwrap();
-        assert_eq!((r.host.as_str(), r.path.as_str(), r.tag.as_deref()), ("docker.io", "library/nginx", Some("latest")));
+        assert_eq!(
+            (r.host.as_str(), r.path.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/nginx", Some("latest"))
+        );
         let r = ImageReference::parse("127.0.0.1:5000/acme/app:2.4.0").unwrap();
-        assert_eq!((r.host.as_str(), r.path.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "acme/app", Some("2.4.0")));
+        assert_eq!(
+            (r.host.as_str(), r.path.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "acme/app", Some("2.4.0"))
+        );
     }
 
     #[test]

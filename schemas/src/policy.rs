@@ -40,29 +40,53 @@ impl Policy {
 
     /// Integrity and signatures only.
     pub fn integrity_only() -> Self {
-        Self { product: None, min_sequence: 0, now: None, check_expiry: false, clock_floor: None, skew_seconds: 0 }
+        Self {
+            product: None,
+            min_sequence: 0,
+            now: None,
+            check_expiry: false,
+            clock_floor: None,
+            skew_seconds: 0,
+        }
     }
 
     pub fn check(&self, m: &Manifest) -> Result<(), Refusal> {
-        if let Some(p) = &self.product {
-            if *p != m.product {
-                return Err(Refusal::WrongProduct { expected: p.to_string(), found: m.product.to_string() });
-            }
+        if let Some(p) = &self.product
+            && *p != m.product
+        {
+            return Err(Refusal::WrongProduct {
+                expected: p.to_string(),
+                found: m.product.to_string(),
+            });
         }
         if m.sequence < self.min_sequence {
-            return Err(Refusal::BelowMinSequence { sequence: m.sequence, min_sequence: self.min_sequence });
+            return Err(Refusal::BelowMinSequence {
+                sequence: m.sequence,
+                min_sequence: self.min_sequence,
+            });
         }
         if let Some(now) = self.now {
-            if let Some(floor) = self.clock_floor {
-                if now.plus(self.skew_seconds) < floor {
-                    return Err(Refusal::ClockBehindFloor { now, floor, skew_seconds: self.skew_seconds });
-                }
+            if let Some(floor) = self.clock_floor
+                && now.plus(self.skew_seconds) < floor
+            {
+                return Err(Refusal::ClockBehindFloor {
+                    now,
+                    floor,
+                    skew_seconds: self.skew_seconds,
+                });
             }
             if m.created > now.plus(self.skew_seconds) {
-                return Err(Refusal::CreatedInFuture { created: m.created, now, skew_seconds: self.skew_seconds });
+                return Err(Refusal::CreatedInFuture {
+                    created: m.created,
+                    now,
+                    skew_seconds: self.skew_seconds,
+                });
             }
             if self.check_expiry && now >= m.expires {
-                return Err(Refusal::Expired { expires: m.expires, now });
+                return Err(Refusal::Expired {
+                    expires: m.expires,
+                    now,
+                });
             }
         }
         Ok(())

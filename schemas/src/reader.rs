@@ -25,9 +25,19 @@ pub enum Event {
     /// The head verified: chain, release signatures, manifest and policy.
     HeadVerified(Box<VerifiedHead>),
     /// An entry's content begins at `offset`.
-    EntryStarted { index: usize, path: EntryPath, size: u64, offset: u64 },
+    EntryStarted {
+        index: usize,
+        path: EntryPath,
+        size: u64,
+        offset: u64,
+    },
     /// An entry's content matched its size and digest. Metadata entries carry their bytes.
-    EntryVerified { index: usize, path: EntryPath, digest: Digest, content: Option<Vec<u8>> },
+    EntryVerified {
+        index: usize,
+        path: EntryPath,
+        digest: Digest,
+        content: Option<Vec<u8>>,
+    },
     /// The end-of-archive blocks were read; any further byte is refused.
     Finished,
 }
@@ -42,11 +52,26 @@ pub struct Checkpoint {
 }
 
 enum State {
-    Header { index: usize },
-    HeadBody { size: u64, buf: Vec<u8> },
-    Body { index: usize, remaining: u64, hasher: Box<Sha256>, buf: Option<Vec<u8>> },
-    Padding { index: usize, remaining: u64 },
-    End { remaining: u64 },
+    Header {
+        index: usize,
+    },
+    HeadBody {
+        size: u64,
+        buf: Vec<u8>,
+    },
+    Body {
+        index: usize,
+        remaining: u64,
+        hasher: Box<Sha256>,
+        buf: Option<Vec<u8>>,
+    },
+    Padding {
+        index: usize,
+        remaining: u64,
+    },
+    End {
+        remaining: u64,
+    },
     Done,
     Failed,
 }
@@ -85,7 +110,7 @@ impl BundleReader {
         checkpoint: Checkpoint,
     ) -> Result<Self, Refusal> {
         let head = VerifiedHead::verify(head_entry, &trusted)?;
-        policy.check(&head.manifest())?;
+        policy.check(head.manifest())?;
         let n = head.manifest().entries.len();
         if checkpoint.next_entry > n {
             return Err(Refusal::ManifestInconsistent {
@@ -93,9 +118,13 @@ impl BundleReader {
             });
         }
         let state = if checkpoint.next_entry == n {
-            State::End { remaining: 2 * BLOCK as u64 }
+            State::End {
+                remaining: 2 * BLOCK as u64,
+            }
         } else {
-            State::Header { index: checkpoint.next_entry + 1 }
+            State::Header {
+                index: checkpoint.next_entry + 1,
+            }
         };
         Ok(Self {
             trusted,
@@ -138,7 +167,10 @@ impl BundleReader {
             State::End { .. } => "the end-of-archive blocks".to_owned(),
             State::Failed => "an entry that was already refused".to_owned(),
         };
-        Err(Refusal::Truncated { offset: self.offset, context })
+        Err(Refusal::Truncated {
+            offset: self.offset,
+            context,
+        })
     }
 
     fn entry_name(&self, index: usize) -> String {
@@ -154,7 +186,10 @@ impl BundleReader {
     /// Consumes all of `data`, appending events. After a refusal the parser stays refused.
     pub fn push(&mut self, data: &[u8], events: &mut Vec<Event>) -> Result<(), Refusal> {
         if matches!(self.state, State::Failed) {
-            return Err(Refusal::Truncated { offset: self.offset, context: "a refused bundle".into() });
+            return Err(Refusal::Truncated {
+                offset: self.offset,
+                context: "a refused bundle".into(),
+            });
         }
         let result = self.push_inner(data, events);
         if result.is_err() {
@@ -190,13 +225,18 @@ impl BundleReader {
                         State::HeadBody { size, buf }
                     } else {
                         let head = VerifiedHead::verify(&buf, &self.trusted)?;
-                        self.policy.check(&head.manifest())?;
+                        self.policy.check(head.manifest())?;
                         events.push(Event::HeadVerified(Box::new(head.clone())));
                         self.head = Some(Box::new(head));
                         self.after_body(0, size)
                     }
                 }
-                State::Body { index, remaining, mut hasher, mut buf } => {
+                State::Body {
+                    index,
+                    remaining,
+                    mut hasher,
+                    mut buf,
+                } => {
                     let take = remaining.min(data.len() as u64) as usize;
                     hasher.update(&data[..take]);
                     if let Some(b) = buf.as_mut() {
@@ -206,7 +246,12 @@ impl BundleReader {
                     self.offset += take as u64;
                     let remaining = remaining - take as u64;
                     if remaining > 0 {
-                        State::Body { index, remaining, hasher, buf }
+                        State::Body {
+                            index,
+                            remaining,
+                            hasher,
+                            buf,
+                        }
                     } else {
                         let record = self.record(index)?;
                         let actual = Digest::from_bytes(hasher.finalize().into());
@@ -218,7 +263,12 @@ impl BundleReader {
                             });
                         }
                         let size = record.size;
-                        events.push(Event::EntryVerified { index, path: record.path, digest: actual, content: buf });
+                        events.push(Event::EntryVerified {
+                            index,
+                            path: record.path,
+                            digest: actual,
+                            content: buf,
+                        });
                         self.after_body(index, size)
                     }
                 }
@@ -233,12 +283,18 @@ impl BundleReader {
                     data = &data[take..];
                     self.offset += take as u64;
                     let remaining = remaining - take as u64;
-                    if remaining > 0 { State::Padding { index, remaining } } else { self.next_header(index + 1) }
+                    if remaining > 0 {
+                        State::Padding { index, remaining }
+                    } else {
+                        self.next_header(index + 1)
+                    }
                 }
                 State::End { remaining } => {
                     let take = remaining.min(data.len() as u64) as usize;
                     if let Some(bad) = data[..take].iter().position(|&b| b != 0) {
-                        return Err(Refusal::EndBlock { offset: self.offset + bad as u64 });
+                        return Err(Refusal::EndBlock {
+                            offset: self.offset + bad as u64,
+                        });
                     }
                     data = &data[take..];
                     self.offset += take as u64;
@@ -251,27 +307,49 @@ impl BundleReader {
                     }
                 }
                 State::Done => return Err(Refusal::TrailingData { offset: self.offset }),
-                State::Failed => return Err(Refusal::Truncated { offset: self.offset, context: "a refused bundle".into() }),
+                State::Failed => {
+                    return Err(Refusal::Truncated {
+                        offset: self.offset,
+                        context: "a refused bundle".into(),
+                    });
+                }
             };
         }
         Ok(())
     }
 
     fn record(&self, index: usize) -> Result<crate::manifest::EntryRecord, Refusal> {
-        self.head.as_ref().and_then(|h| h.manifest().entries.get(index - 1)).map(Clone::clone).ok_or_else(|| {
-            Refusal::ManifestInconsistent { reason: format!("no manifest entry for archive entry {index}") }
-        })
+        self.head
+            .as_ref()
+            .and_then(|h| h.manifest().entries.get(index - 1))
+            .cloned()
+            .ok_or_else(|| Refusal::ManifestInconsistent {
+                reason: format!("no manifest entry for archive entry {index}"),
+            })
     }
 
     fn after_body(&mut self, index: usize, size: u64) -> State {
         let pad = tar_header::padding(size);
-        if pad > 0 { State::Padding { index, remaining: pad } } else { self.next_header(index + 1) }
+        if pad > 0 {
+            State::Padding { index, remaining: pad }
+        } else {
+            self.next_header(index + 1)
+        }
     }
 
     fn next_header(&mut self, index: usize) -> State {
         let n = self.head.as_ref().map_or(0, |h| h.manifest().entries.len());
-        self.checkpoint = Some(Checkpoint { offset: self.offset, next_entry: index - 1 });
-        if index > n { State::End { remaining: 2 * BLOCK as u64 } } else { State::Header { index } }
+        self.checkpoint = Some(Checkpoint {
+            offset: self.offset,
+            next_entry: index - 1,
+        });
+        if index > n {
+            State::End {
+                remaining: 2 * BLOCK as u64,
+            }
+        } else {
+            State::Header { index }
+        }
     }
 
     fn header(&mut self, index: usize, h: &[u8; BLOCK], events: &mut Vec<Event>) -> Result<State, Refusal> {
@@ -312,27 +390,45 @@ impl BundleReader {
             });
         }
         let Some(size) = parsed.size else {
-            return Err(Refusal::NonCanonicalHeader { path: name, offset: header_offset, field: "size" });
+            return Err(Refusal::NonCanonicalHeader {
+                path: name,
+                offset: header_offset,
+                field: "size",
+            });
         };
-        if let Some(record) = &expected {
-            if size != record.size {
-                return Err(Refusal::EntrySizeMismatch { path: name, declared: size, expected: record.size });
-            }
+        if let Some(record) = &expected
+            && size != record.size
+        {
+            return Err(Refusal::EntrySizeMismatch {
+                path: name,
+                declared: size,
+                expected: record.size,
+            });
         }
         if let Some((field, at)) = tar_header::first_difference(h, &name, size) {
             let offset = header_offset + at as u64;
             if field.name == "checksum" {
                 return Err(Refusal::HeaderChecksum { path: name, offset });
             }
-            return Err(Refusal::NonCanonicalHeader { path: name, offset, field: field.name });
+            return Err(Refusal::NonCanonicalHeader {
+                path: name,
+                offset,
+                field: field.name,
+            });
         }
         let content_offset = self.offset;
         match expected {
             None => {
                 if size > MAX_HEAD_BYTES {
-                    return Err(Refusal::HeadTooLarge { size, limit: MAX_HEAD_BYTES });
+                    return Err(Refusal::HeadTooLarge {
+                        size,
+                        limit: MAX_HEAD_BYTES,
+                    });
                 }
-                Ok(State::HeadBody { size, buf: Vec::with_capacity(size as usize) })
+                Ok(State::HeadBody {
+                    size,
+                    buf: Vec::with_capacity(size as usize),
+                })
             }
             Some(record) => {
                 let metadata = METADATA_PATHS.contains(&record.path.as_str());
@@ -343,7 +439,12 @@ impl BundleReader {
                         limit: MAX_METADATA_BYTES,
                     });
                 }
-                events.push(Event::EntryStarted { index, path: record.path, size, offset: content_offset });
+                events.push(Event::EntryStarted {
+                    index,
+                    path: record.path,
+                    size,
+                    offset: content_offset,
+                });
                 if size == 0 {
                     let actual = Digest::from_bytes(Sha256::digest([]).into());
                     let record = self.record(index)?;

@@ -12,13 +12,27 @@ pub enum Refusal {
     #[error("entry {index} at byte {offset} is not a regular file (typeflag {typeflag:?})")]
     NotRegularFile { index: usize, offset: u64, typeflag: char },
     #[error("entry {index} at byte {offset} has an unsafe path {path:?}: {reason}")]
-    UnsafePath { index: usize, offset: u64, path: String, reason: String },
+    UnsafePath {
+        index: usize,
+        offset: u64,
+        path: String,
+        reason: String,
+    },
     #[error("entry {index} at byte {offset} is {found:?}, expected {expected:?}")]
-    UnexpectedEntry { index: usize, offset: u64, expected: String, found: String },
+    UnexpectedEntry {
+        index: usize,
+        offset: u64,
+        expected: String,
+        found: String,
+    },
     #[error("entry {path} declares {declared} bytes, the manifest says {expected}")]
     EntrySizeMismatch { path: String, declared: u64, expected: u64 },
     #[error("header of {path} at byte {offset} is not canonical: field {field} differs")]
-    NonCanonicalHeader { path: String, offset: u64, field: &'static str },
+    NonCanonicalHeader {
+        path: String,
+        offset: u64,
+        field: &'static str,
+    },
     #[error("header of {path} at byte {offset} has a bad checksum")]
     HeaderChecksum { path: String, offset: u64 },
     #[error("head is {size} bytes, more than the limit of {limit}")]
@@ -53,7 +67,11 @@ pub enum Refusal {
     #[error("manifest is inconsistent: {reason}")]
     ManifestInconsistent { reason: String },
     #[error("entry {path} has digest {actual}, the manifest says {expected}")]
-    DigestMismatch { path: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        path: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("padding after {path} at byte {offset} is not zero")]
     NonZeroPadding { path: String, offset: u64 },
     #[error("end-of-archive block at byte {offset} is not zero")]
@@ -71,9 +89,17 @@ pub enum Refusal {
     #[error("bundle expired at {expires} (clock: {now})")]
     Expired { expires: Timestamp, now: Timestamp },
     #[error("bundle was created at {created}, more than {skew_seconds}s after the clock ({now})")]
-    CreatedInFuture { created: Timestamp, now: Timestamp, skew_seconds: i64 },
+    CreatedInFuture {
+        created: Timestamp,
+        now: Timestamp,
+        skew_seconds: i64,
+    },
     #[error("clock {now} is more than {skew_seconds}s behind the clock floor {floor}")]
-    ClockBehindFloor { now: Timestamp, floor: Timestamp, skew_seconds: i64 },
+    ClockBehindFloor {
+        now: Timestamp,
+        floor: Timestamp,
+        skew_seconds: i64,
+    },
 }
 
 impl Refusal {

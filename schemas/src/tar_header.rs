@@ -19,23 +19,91 @@ pub struct Field {
 }
 
 pub const FIELDS: [Field; 17] = [
-    Field { name: "name", start: 0, end: 100 },
-    Field { name: "mode", start: 100, end: 108 },
-    Field { name: "uid", start: 108, end: 116 },
-    Field { name: "gid", start: 116, end: 124 },
-    Field { name: "size", start: 124, end: 136 },
-    Field { name: "mtime", start: 136, end: 148 },
-    Field { name: "checksum", start: 148, end: 156 },
-    Field { name: "typeflag", start: 156, end: 157 },
-    Field { name: "linkname", start: 157, end: 257 },
-    Field { name: "magic", start: 257, end: 263 },
-    Field { name: "version", start: 263, end: 265 },
-    Field { name: "uname", start: 265, end: 297 },
-    Field { name: "gname", start: 297, end: 329 },
-    Field { name: "devmajor", start: 329, end: 337 },
-    Field { name: "devminor", start: 337, end: 345 },
-    Field { name: "prefix", start: 345, end: 500 },
-    Field { name: "padding", start: 500, end: 512 },
+    Field {
+        name: "name",
+        start: 0,
+        end: 100,
+    },
+    Field {
+        name: "mode",
+        start: 100,
+        end: 108,
+    },
+    Field {
+        name: "uid",
+        start: 108,
+        end: 116,
+    },
+    Field {
+        name: "gid",
+        start: 116,
+        end: 124,
+    },
+    Field {
+        name: "size",
+        start: 124,
+        end: 136,
+    },
+    Field {
+        name: "mtime",
+        start: 136,
+        end: 148,
+    },
+    Field {
+        name: "checksum",
+        start: 148,
+        end: 156,
+    },
+    Field {
+        name: "typeflag",
+        start: 156,
+        end: 157,
+    },
+    Field {
+        name: "linkname",
+        start: 157,
+        end: 257,
+    },
+    Field {
+        name: "magic",
+        start: 257,
+        end: 263,
+    },
+    Field {
+        name: "version",
+        start: 263,
+        end: 265,
+    },
+    Field {
+        name: "uname",
+        start: 265,
+        end: 297,
+    },
+    Field {
+        name: "gname",
+        start: 297,
+        end: 329,
+    },
+    Field {
+        name: "devmajor",
+        start: 329,
+        end: 337,
+    },
+    Field {
+        name: "devminor",
+        start: 337,
+        end: 345,
+    },
+    Field {
+        name: "prefix",
+        start: 345,
+        end: 500,
+    },
+    Field {
+        name: "padding",
+        start: 500,
+        end: 512,
+    },
 ];
 
 const NAME: Field = FIELDS[0];
@@ -78,7 +146,13 @@ fn encode_size(size: u64, out: &mut [u8]) {
 fn checksum(h: &[u8; BLOCK]) -> u32 {
     h.iter()
         .enumerate()
-        .map(|(i, &b)| if (CHECKSUM.start..CHECKSUM.end).contains(&i) { u32::from(b' ') } else { u32::from(b) })
+        .map(|(i, &b)| {
+            if (CHECKSUM.start..CHECKSUM.end).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(b)
+            }
+        })
         .sum()
 }
 
@@ -95,7 +169,11 @@ pub struct Parsed {
 pub fn parse(h: &[u8; BLOCK]) -> Parsed {
     let raw = &h[NAME.start..NAME.end];
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    Parsed { name: raw[..end].to_vec(), typeflag: h[TYPEFLAG], size: decode_size(&h[SIZE.start..SIZE.end]) }
+    Parsed {
+        name: raw[..end].to_vec(),
+        typeflag: h[TYPEFLAG],
+        size: decode_size(&h[SIZE.start..SIZE.end]),
+    }
 }
 
 fn decode_size(field: &[u8]) -> Option<u64> {
@@ -119,7 +197,11 @@ fn decode_size(field: &[u8]) -> Option<u64> {
 pub fn first_difference(h: &[u8; BLOCK], path: &str, size: u64) -> Option<(Field, usize)> {
     let expected = encode(path, size);
     let at = h.iter().zip(expected.iter()).position(|(a, b)| a != b)?;
-    let field = FIELDS.iter().copied().find(|f| (f.start..f.end).contains(&at)).unwrap_or(FIELDS[16]);
+    let field = FIELDS
+        .iter()
+        .copied()
+        .find(|f| (f.start..f.end).contains(&at))
+        .unwrap_or(FIELDS[16]);
     Some((field, at))
 }
 

@@ -40,8 +40,14 @@ impl Timestamp {
 impl FromStr for Timestamp {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let err = |reason| NameError { what: "timestamp", value: s.to_owned(), reason };
-        let t: jiff::Timestamp = s.parse().map_err(|_| err("must be RFC 3339, e.g. 2026-01-02T03:04:05Z"))?;
+        let err = |reason| NameError {
+            what: "timestamp",
+            value: s.to_owned(),
+            reason,
+        };
+        let t: jiff::Timestamp = s
+            .parse()
+            .map_err(|_| err("must be RFC 3339, e.g. 2026-01-02T03:04:05Z"))?;
         let ts = Self(t.as_second());
         if ts.to_string() != s {
             return Err(err("must be whole seconds in UTC, written YYYY-MM-DDTHH:MM:SSZ"));
@@ -83,8 +89,14 @@ impl JsonSchema for Timestamp {
 
 /// Parses a duration such as `365d`, `12h`, `30m`, `45s` or `2w` into seconds.
 pub fn parse_duration(s: &str) -> Result<i64, NameError> {
-    let err = |reason| NameError { what: "duration", value: s.to_owned(), reason };
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| err("needs a unit: s, m, h, d or w"))?;
+    let err = |reason| NameError {
+        what: "duration",
+        value: s.to_owned(),
+        reason,
+    };
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| err("needs a unit: s, m, h, d or w"))?;
     let (num, unit) = s.split_at(split);
     let n: i64 = num.parse().map_err(|_| err("must start with a number"))?;
     let mult = match unit {
@@ -95,7 +107,9 @@ pub fn parse_duration(s: &str) -> Result<i64, NameError> {
         "w" => 604_800,
         _ => return Err(err("unit must be s, m, h, d or w")),
     };
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| err("must be positive and not overflow"))
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| err("must be positive and not overflow"))
 }
 
 #[cfg(test)]

@@ -32,12 +32,14 @@ impl VerifiedHead {
     pub fn verify(entry: &[u8], trusted: &keys::TrustedRoots) -> Result<Self, Refusal> {
         let head = Head::from_entry(entry)?;
         let chain = keys::RootChain::verify(&head.roots, trusted).map_err(|source| Refusal::RootChain { source })?;
-        chain.verify_release(&head.release).map_err(|source| Refusal::ReleaseSignatures { source })?;
+        chain
+            .verify_release(&head.release)
+            .map_err(|source| Refusal::ReleaseSignatures { source })?;
         let current = chain.current();
         let manifest = Manifest::parse(&head.release.payload).map_err(|source| Refusal::Manifest { source })?;
         layout::check(&manifest)?;
         let identity = Digest::of(&head.release.payload);
-        let signers = head.release.signatures.iter().map(|s| s.keyid.clone()).collect();
+        let signers = head.release.signatures.iter().map(|s| s.keyid).collect();
         Ok(Self {
             entry: entry.to_vec(),
             root_version: current.version,
@@ -104,7 +106,10 @@ pub struct MetadataCollector {
 impl MetadataCollector {
     /// Takes a verified entry's content; checks the OCI layout files against the manifest.
     pub fn take(&mut self, manifest: &Manifest, path: &str, content: Vec<u8>) -> Result<(), Refusal> {
-        let invalid = |reason: String| Refusal::MetadataInvalid { path: path.to_owned(), reason };
+        let invalid = |reason: String| Refusal::MetadataInvalid {
+            path: path.to_owned(),
+            reason,
+        };
         match path {
             CHART_PATH => self.chart = Some(content),
             RENDER_PATH => self.render = Some(content),
@@ -138,14 +143,36 @@ impl MetadataCollector {
 
     /// Parses the collected entries.
     pub fn finish(self) -> Result<Metadata, Refusal> {
-        let missing = |path: &str| Refusal::MetadataInvalid { path: path.to_owned(), reason: "not read".into() };
-        let render = String::from_utf8(self.render.ok_or_else(|| missing(RENDER_PATH))?)
-            .map_err(|_| Refusal::MetadataInvalid { path: RENDER_PATH.into(), reason: "not UTF-8".into() })?;
-        let variables = serde_json::from_slice(&self.variables.ok_or_else(|| missing(VARIABLES_PATH))?)
-            .map_err(|e| Refusal::MetadataInvalid { path: VARIABLES_PATH.into(), reason: e.to_string() })?;
-        let migrations = serde_json::from_slice(&self.migrations.ok_or_else(|| missing(MIGRATIONS_PATH))?)
-            .map_err(|e| Refusal::MetadataInvalid { path: MIGRATIONS_PATH.into(), reason: e.to_string() })?;
-        Ok(Metadata { chart: self.chart.ok_or_else(|| missing(CHART_PATH))?, render, variables, migrations })
+        let missing = |path: &str| Refusal::MetadataInvalid {
+            path: path.to_owned(),
+            reason: "not read".into(),
+        };
+        let render = String::from_utf8(self.render.ok_or_else(|| missing(RENDER_PATH))?).map_err(|_| {
+            Refusal::MetadataInvalid {
+                path: RENDER_PATH.into(),
+                reason: "not UTF-8".into(),
+            }
+        })?;
+        let variables =
+            serde_json::from_slice(&self.variables.ok_or_else(|| missing(VARIABLES_PATH))?).map_err(|e| {
+                Refusal::MetadataInvalid {
+                    path: VARIABLES_PATH.into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let migrations =
+            serde_json::from_slice(&self.migrations.ok_or_else(|| missing(MIGRATIONS_PATH))?).map_err(|e| {
+                Refusal::MetadataInvalid {
+                    path: MIGRATIONS_PATH.into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Metadata {
+            chart: self.chart.ok_or_else(|| missing(CHART_PATH))?,
+            render,
+            variables,
+            migrations,
+        })
     }
 }
 
@@ -200,7 +227,10 @@ pub fn verify_file(
     policy: Policy,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifiedBundle, VerifyError> {
-    let io = |source| VerifyError::Io { path: path.to_owned(), source };
+    let io = |source| VerifyError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut reader = BundleReader::new(trusted, policy);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -216,7 +246,11 @@ pub fn verify_file(
         for event in events.drain(..) {
             match event {
                 Event::HeadVerified(h) => head = Some(*h),
-                Event::EntryVerified { path, content: Some(content), .. } => {
+                Event::EntryVerified {
+                    path,
+                    content: Some(content),
+                    ..
+                } => {
                     if let Some(h) = &head {
                         collector.take(h.manifest(), path.as_str(), content)?;
                     }
@@ -227,7 +261,15 @@ pub fn verify_file(
         progress(reader.offset());
     }
     reader.finish()?;
-    let head = head.ok_or(Refusal::Truncated { offset: 0, context: "the head".into() })?;
+    let head = head.ok_or(Refusal::Truncated {
+        offset: 0,
+        context: "the head".into(),
+    })?;
     let metadata = collector.finish()?;
-    Ok(VerifiedBundle { path: path.to_owned(), head, metadata, size: reader.offset() })
+    Ok(VerifiedBundle {
+        path: path.to_owned(),
+        head,
+        metadata,
+        size: reader.offset(),
+    })
 }

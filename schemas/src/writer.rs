@@ -37,7 +37,12 @@ pub fn write_archive(
         written += match &e.content {
             Content::Bytes(b) => {
                 if b.len() as u64 != e.size {
-                    return Err(io::Error::other(format!("entry {} has {} bytes, expected {}", e.path, b.len(), e.size)));
+                    return Err(io::Error::other(format!(
+                        "entry {} has {} bytes, expected {}",
+                        e.path,
+                        b.len(),
+                        e.size
+                    )));
                 }
                 write_entry(out, e.path.as_str(), e.size, &mut &b[..])?
             }
@@ -57,7 +62,9 @@ fn write_entry(out: &mut impl Write, path: &str, size: u64, content: &mut impl R
     out.write_all(&tar_header::encode(path, size))?;
     let copied = io::copy(content, out)?;
     if copied != size {
-        return Err(io::Error::other(format!("entry {path}: read {copied} bytes, expected {size}")));
+        return Err(io::Error::other(format!(
+            "entry {path}: read {copied} bytes, expected {size}"
+        )));
     }
     let pad = tar_header::padding(size) as usize;
     out.write_all(&ZEROS[..pad])?;

@@ -14,6 +14,9 @@ fn committed_json_schemas_match_the_types() {
         }
         let committed = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; run `just schemas` to generate it", path.display()));
-        assert!(committed == generated, "{name} is stale; run `just schemas` (SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas)");
+        assert!(
+            committed == generated,
+            "{name} is stale; run `just schemas` (SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas)"
+        );
     }
 }

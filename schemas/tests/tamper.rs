@@ -5,7 +5,9 @@
 
 use keys::{Envelope, KeySet, RootDocument, SigningKey, TrustedRoots};
 use rand::{Rng, SeedableRng};
-use schemas::entry::{CHART_PATH, EntryPath, MIGRATIONS_PATH, OCI_INDEX_PATH, OCI_LAYOUT_PATH, RENDER_PATH, VARIABLES_PATH};
+use schemas::entry::{
+    CHART_PATH, EntryPath, MIGRATIONS_PATH, OCI_INDEX_PATH, OCI_LAYOUT_PATH, RENDER_PATH, VARIABLES_PATH,
+};
 use schemas::head::Head;
 use schemas::manifest::{ChartInfo, EntryRecord, ImageRecord, Manifest, SCHEMA_VERSION};
 use schemas::release::{Migrations, NamespaceVariable, UpgradePolicy, Variables};
@@ -31,7 +33,11 @@ impl Vendor {
         };
         let mut env = doc.to_envelope();
         env.sign(&root_key).unwrap();
-        Self { root_key, release_key, roots: vec![env] }
+        Self {
+            root_key,
+            release_key,
+            roots: vec![env],
+        }
     }
 
     fn trusted(&self) -> TrustedRoots {
@@ -48,8 +54,16 @@ struct Parts {
 fn entry(path: &str, bytes: Vec<u8>) -> (EntryRecord, EntrySource) {
     let p: EntryPath = path.parse().unwrap();
     (
-        EntryRecord { path: p.clone(), size: bytes.len() as u64, digest: Digest::of(&bytes) },
-        EntrySource { path: p, size: bytes.len() as u64, content: Content::Bytes(bytes) },
+        EntryRecord {
+            path: p.clone(),
+            size: bytes.len() as u64,
+            digest: Digest::of(&bytes),
+        },
+        EntrySource {
+            path: p,
+            size: bytes.len() as u64,
+            content: Content::Bytes(bytes),
+        },
     )
 }
 
@@ -79,13 +93,23 @@ fn parts() -> Parts {
     };
     let variables = Variables {
         release_name: "acme".into(),
-        namespace: NamespaceVariable { default: "acme".into(), slots: vec![] },
+        namespace: NamespaceVariable {
+            default: "acme".into(),
+            slots: vec![],
+        },
         variables: vec![],
     };
-    let migrations = Migrations { steps: vec![], upgrade_policy: UpgradePolicy::default(), waves: vec![] };
+    let migrations = Migrations {
+        steps: vec![],
+        upgrade_policy: UpgradePolicy::default(),
+        waves: vec![],
+    };
     let mut pairs = vec![
         entry(CHART_PATH, b"chart bytes".to_vec()),
-        entry(RENDER_PATH, b"---\n# Source: acme/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\n".to_vec()),
+        entry(
+            RENDER_PATH,
+            b"---\n# Source: acme/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\n".to_vec(),
+        ),
         entry(VARIABLES_PATH, serde_json::to_vec(&variables).unwrap()),
         entry(MIGRATIONS_PATH, serde_json::to_vec(&migrations).unwrap()),
         entry(OCI_LAYOUT_PATH, schemas::oci::layout_file()),
@@ -95,8 +119,16 @@ fn parts() -> Parts {
         let d = Digest::of(&blob);
         let p = EntryPath::blob(&d);
         pairs.push((
-            EntryRecord { path: p.clone(), size: blob.len() as u64, digest: d },
-            EntrySource { path: p, size: blob.len() as u64, content: Content::Bytes(blob) },
+            EntryRecord {
+                path: p.clone(),
+                size: blob.len() as u64,
+                digest: d,
+            },
+            EntrySource {
+                path: p,
+                size: blob.len() as u64,
+                content: Content::Bytes(blob),
+            },
         ));
     }
     let (entries, sources): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
@@ -129,7 +161,10 @@ fn head_for(vendor: &Vendor, manifest: &Manifest, signers: &[&SigningKey]) -> He
     for k in signers {
         release.sign(k).unwrap();
     }
-    Head { roots: vendor.roots.clone(), release }
+    Head {
+        roots: vendor.roots.clone(),
+        release,
+    }
 }
 
 fn archive(head: &Head, sources: &[EntrySource]) -> Vec<u8> {
@@ -199,7 +234,10 @@ fn good_bundle_verifies_in_any_chunking() {
         let events = read(&vendor, &bytes, chunk).unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
         assert!(matches!(events.first(), Some(Event::HeadVerified(_))));
         assert!(matches!(events.last(), Some(Event::Finished)));
-        let verified = events.iter().filter(|e| matches!(e, Event::EntryVerified { .. })).count();
+        let verified = events
+            .iter()
+            .filter(|e| matches!(e, Event::EntryVerified { .. }))
+            .count();
         assert_eq!(verified, 9, "chunk {chunk}");
     }
 }
@@ -214,7 +252,18 @@ fn system_tar_lists_the_bundle() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listing = String::from_utf8(out.stdout).unwrap();
     let names: Vec<&str> = listing.lines().collect();
-    assert_eq!(&names[..7], &["sealift/head.json", CHART_PATH, RENDER_PATH, VARIABLES_PATH, MIGRATIONS_PATH, OCI_LAYOUT_PATH, OCI_INDEX_PATH]);
+    assert_eq!(
+        &names[..7],
+        &[
+            "sealift/head.json",
+            CHART_PATH,
+            RENDER_PATH,
+            VARIABLES_PATH,
+            MIGRATIONS_PATH,
+            OCI_LAYOUT_PATH,
+            OCI_INDEX_PATH
+        ]
+    );
     assert_eq!(names.len(), 10);
 }
 
@@ -229,7 +278,9 @@ fn every_header_byte_of_the_first_entries_is_refused_with_a_header_reason() {
             let r = refusal(&vendor, &m);
             let ok = match &r {
                 Refusal::NonCanonicalHeader { path, .. } | Refusal::HeaderChecksum { path, .. } => path == name,
-                Refusal::UnexpectedEntry { found, .. } | Refusal::UnsafePath { path: found, .. } => i < 100 && found != name,
+                Refusal::UnexpectedEntry { found, .. } | Refusal::UnsafePath { path: found, .. } => {
+                    i < 100 && found != name
+                }
                 Refusal::NotRegularFile { .. } => i == 156,
                 Refusal::EntrySizeMismatch { path, .. } => (124..136).contains(&i) && path == name,
                 // The head's own size field: its checksum no longer matches, or the head is cut.
@@ -254,7 +305,9 @@ fn random_byte_flips_are_all_refused_with_a_reason_for_where_they_are() {
         m[at] ^= rng.gen_range(1..=255u8);
         let r = refusal(&vendor, &m);
         // Which region the byte is in decides which reasons are specific enough.
-        let region = headers.iter().find(|(h, _, size)| at >= *h && at < h + BLOCK + *size as usize + tar_header::padding(*size) as usize);
+        let region = headers
+            .iter()
+            .find(|(h, _, size)| at >= *h && at < h + BLOCK + *size as usize + tar_header::padding(*size) as usize);
         let ok = match region {
             Some((h, name, size)) if at < h + BLOCK => !matches!(r, Refusal::DigestMismatch { .. }) || name.is_empty(),
             Some((h, name, size)) if at < h + BLOCK + *size as usize => {
@@ -305,20 +358,52 @@ fn unsigned_duplicate_unknown_and_under_threshold_signatures_are_refused() {
     // Unsigned.
     let head = head_for(&vendor, &p.manifest, &[]);
     let r = refusal(&vendor, &archive(&head, &p.sources));
-    assert!(matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::ThresholdNotMet { .. } }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::ThresholdNotMet { .. }
+            }
+        ),
+        "{r:?}"
+    );
     // Unknown key.
     let stranger = SigningKey::from_seed(&[42; 32]);
     let head = head_for(&vendor, &p.manifest, &[&stranger]);
     let r = refusal(&vendor, &archive(&head, &p.sources));
-    assert!(matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::UnknownKey { .. } }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::UnknownKey { .. }
+            }
+        ),
+        "{r:?}"
+    );
     // A valid signature plus one from an unknown key: every signature counts.
     let head = head_for(&vendor, &p.manifest, &[&vendor.release_key, &stranger]);
     let r = refusal(&vendor, &archive(&head, &p.sources));
-    assert!(matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::UnknownKey { .. } }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::UnknownKey { .. }
+            }
+        ),
+        "{r:?}"
+    );
     // Signed by the root key, which is not a release key.
     let head = head_for(&vendor, &p.manifest, &[&vendor.root_key]);
     let r = refusal(&vendor, &archive(&head, &p.sources));
-    assert!(matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::UnknownKey { .. } }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::UnknownKey { .. }
+            }
+        ),
+        "{r:?}"
+    );
     // Duplicated signature: the envelope's canonical form forbids it.
     let mut head = head_for(&vendor, &p.manifest, &[&vendor.release_key]);
     let sig = head.release.signatures[0].clone();
@@ -338,12 +423,21 @@ fn threshold_counts_distinct_keys() {
     };
     let mut env = doc.to_envelope();
     env.sign(&root_key).unwrap();
-    let vendor = Vendor { root_key, release_key: k1, roots: vec![env] };
+    let vendor = Vendor {
+        root_key,
+        release_key: k1,
+        roots: vec![env],
+    };
     let p = parts();
     let one = head_for(&vendor, &p.manifest, &[&vendor.release_key]);
     let r = refusal(&vendor, &archive(&one, &p.sources));
     assert!(
-        matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::ThresholdNotMet { have: 1, need: 2, .. } }),
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::ThresholdNotMet { have: 1, need: 2, .. }
+            }
+        ),
         "{r:?}"
     );
     let both = head_for(&vendor, &p.manifest, &[&vendor.release_key, &k2]);
@@ -362,7 +456,11 @@ fn forged_root_rotation_is_refused() {
     };
     let mut env2 = doc.to_envelope();
     env2.sign(&attacker).unwrap();
-    let forged = Vendor { root_key: attacker.clone(), release_key: attacker.clone(), roots: vec![vendor.roots[0].clone(), env2] };
+    let forged = Vendor {
+        root_key: attacker.clone(),
+        release_key: attacker.clone(),
+        roots: vec![vendor.roots[0].clone(), env2],
+    };
     let p = parts();
     let head = head_for(&forged, &p.manifest, &[&attacker]);
     let r = refusal(&vendor, &archive(&head, &p.sources));
@@ -374,9 +472,20 @@ fn wrong_payload_type_is_refused() {
     let vendor = Vendor::new(1);
     let p = parts();
     // A root envelope presented as the release.
-    let head = Head { roots: vendor.roots.clone(), release: vendor.roots[0].clone() };
+    let head = Head {
+        roots: vendor.roots.clone(),
+        release: vendor.roots[0].clone(),
+    };
     let r = refusal(&vendor, &archive(&head, &p.sources));
-    assert!(matches!(r, Refusal::ReleaseSignatures { source: keys::TrustError::WrongPayloadType { .. } }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Refusal::ReleaseSignatures {
+                source: keys::TrustError::WrongPayloadType { .. }
+            }
+        ),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -393,11 +502,19 @@ fn unsafe_link_duplicate_reordered_and_missized_entries_are_refused() {
     set_header(&mut m, chart_at, "/etc/passwd", b'0', chart_size);
     assert!(matches!(refusal(&vendor, &m), Refusal::UnsafePath { .. }));
 
-    for (flag, what) in [(b'2', "symlink"), (b'1', "hard link"), (b'3', "character device"), (b'5', "directory")] {
+    for (flag, what) in [
+        (b'2', "symlink"),
+        (b'1', "hard link"),
+        (b'3', "character device"),
+        (b'5', "directory"),
+    ] {
         let mut m = bytes.clone();
         set_header(&mut m, chart_at, CHART_PATH, flag, chart_size);
         let r = refusal(&vendor, &m);
-        assert!(matches!(r, Refusal::NotRegularFile { typeflag, .. } if typeflag == char::from(flag)), "{what}: {r:?}");
+        assert!(
+            matches!(r, Refusal::NotRegularFile { typeflag, .. } if typeflag == char::from(flag)),
+            "{what}: {r:?}"
+        );
     }
 
     // Oversize and undersize: the header disagrees with the manifest.
@@ -405,7 +522,10 @@ fn unsafe_link_duplicate_reordered_and_missized_entries_are_refused() {
         let mut m = bytes.clone();
         set_header(&mut m, chart_at, CHART_PATH, b'0', size);
         let r = refusal(&vendor, &m);
-        assert!(matches!(r, Refusal::EntrySizeMismatch { declared, expected, .. } if declared == size && expected == chart_size), "{r:?}");
+        assert!(
+            matches!(r, Refusal::EntrySizeMismatch { declared, expected, .. } if declared == size && expected == chart_size),
+            "{r:?}"
+        );
     }
 
     // Duplicate: the chart entry twice.
@@ -414,7 +534,10 @@ fn unsafe_link_duplicate_reordered_and_missized_entries_are_refused() {
     m.extend_from_slice(&bytes[chart_at..render_at]);
     m.extend_from_slice(&bytes[render_at..]);
     let r = refusal(&vendor, &m);
-    assert!(matches!(&r, Refusal::UnexpectedEntry { expected, found, .. } if expected == RENDER_PATH && found == CHART_PATH), "{r:?}");
+    assert!(
+        matches!(&r, Refusal::UnexpectedEntry { expected, found, .. } if expected == RENDER_PATH && found == CHART_PATH),
+        "{r:?}"
+    );
 
     // Reordered: the last two blobs swapped.
     let (b2, _, _) = headers[8].clone();
@@ -440,7 +563,13 @@ fn manifest_policy_checks_name_the_reason() {
     assert!(matches!(check(p), Refusal::WrongProduct { .. }));
     let mut p = policy();
     p.min_sequence = 6;
-    assert!(matches!(check(p), Refusal::BelowMinSequence { sequence: 5, min_sequence: 6 }));
+    assert!(matches!(
+        check(p),
+        Refusal::BelowMinSequence {
+            sequence: 5,
+            min_sequence: 6
+        }
+    ));
     let p = Policy::import(Timestamp::from_unix(1_900_000_000).unwrap());
     assert!(matches!(check(p), Refusal::Expired { .. }));
     let p = Policy::import(Timestamp::from_unix(1_600_000_000).unwrap());
@@ -465,7 +594,13 @@ fn parsing_resumes_from_a_checkpoint() {
     let stop = headers[9].0 + 700;
     reader.push(&bytes[..stop], &mut events).unwrap();
     let checkpoint = reader.checkpoint().unwrap();
-    assert_eq!(checkpoint, Checkpoint { offset: headers[9].0 as u64, next_entry: 8 });
+    assert_eq!(
+        checkpoint,
+        Checkpoint {
+            offset: headers[9].0 as u64,
+            next_entry: 8
+        }
+    );
     let head_entry = reader.head().unwrap().entry().to_vec();
     let mut resumed = BundleReader::resume(vendor.trusted(), policy(), &head_entry, checkpoint).unwrap();
     resumed.push(&bytes[checkpoint.offset as usize..], &mut events).unwrap();

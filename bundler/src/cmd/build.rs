@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use schemas::manifest::ChartInfo;
-use schemas::release::{Migrations, StepKind, VariableSpec};
+use schemas::release::{Migrations, StepKind, VariableSpec, VariableType, VariableValue};
 use schemas::spec::BuildSpec;
 use schemas::{Timestamp, VerifiedHead};
 use serde_json::json;
@@ -107,8 +107,9 @@ fn resolve(args: &Args) -> Result<Resolved> {
         .version
         .as_deref()
         .context("--version is required\nhint: pass the product version, e.g. --version 2.4.0")?;
-    let version = semver::Version::parse(version)
-        .with_context(|| format!("--version {version:?} is not SemVer 2.0\nhint: use MAJOR.MINOR.PATCH, e.g. 2.4.0 or 2.4.0-rc.1"))?;
+    let version = semver::Version::parse(version).with_context(|| {
+        format!("--version {version:?} is not SemVer 2.0\nhint: use MAJOR.MINOR.PATCH, e.g. 2.4.0 or 2.4.0-rc.1")
+    })?;
     let sequence = args.sequence.context(
         "--sequence is required\nhint: pass a build number that grows with every release, e.g. --sequence $GITHUB_RUN_NUMBER",
     )?;
@@ -118,7 +119,10 @@ fn resolve(args: &Args) -> Result<Resolved> {
              hint: SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) sealift-bundler build …"
         )
     })?;
-    let epoch: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds"))?;
+    let epoch: i64 = epoch
+        .trim()
+        .parse()
+        .with_context(|| format!("SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds"))?;
     let created = Timestamp::from_unix(epoch)?;
     let now = Timestamp::now();
     if created > now.plus(MAX_FUTURE_SECONDS) {
@@ -130,18 +134,32 @@ fn resolve(args: &Args) -> Result<Resolved> {
     let valid_for = schemas::timestamp::parse_duration(&args.valid_for).context("--valid-for")?;
     let expires = created.plus(valid_for);
     let text = fs_err::read_to_string(&args.spec)?;
-    let spec: BuildSpec = serde_saphyr::from_str(&text).with_context(|| format!("invalid spec {}", args.spec.display()))?;
+    let spec: BuildSpec =
+        serde_saphyr::from_str(&text).with_context(|| format!("invalid spec {}", args.spec.display()))?;
     let base = args.spec.parent().map(Path::to_path_buf).unwrap_or_default();
     let roots = RootDir::load(&args.root_dir)?;
     let signers = load_release_keys(&args.keys, &roots)?;
     let helm = Helm::find(args.helm.as_deref())?;
     let mut overrides = spec.registry_overrides.clone();
     for o in &args.registry_overrides {
-        let (host, mirror) = o.split_once('=').with_context(|| format!("--registry-override {o:?} is not HOST=MIRROR"))?;
+        let (host, mirror) = o
+            .split_once('=')
+            .with_context(|| format!("--registry-override {o:?} is not HOST=MIRROR"))?;
         overrides.insert(host.to_owned(), mirror.to_owned());
     }
     check_spec(&spec)?;
-    Ok(Resolved { spec, base, version, sequence, created, expires, roots, signers, helm, overrides })
+    Ok(Resolved {
+        spec,
+        base,
+        version,
+        sequence,
+        created,
+        expires,
+        roots,
+        signers,
+        helm,
+        overrides,
+    })
 }
 
 /// Checks the spec's internal references before anything runs.
@@ -156,7 +174,11 @@ fn check_spec(spec: &BuildSpec) -> Result<()> {
             bail!("step id {} is used twice", s.id);
         }
         if !names.contains(s.image.as_str()) {
-            bail!("step {} uses image {}, which the spec's images do not list", s.id, s.image);
+            bail!(
+                "step {} uses image {}, which the spec's images do not list",
+                s.id,
+                s.image
+            );
         }
         if s.reversible != s.down.is_some() {
             bail!("step {}: `reversible: true` and a `down` step go together", s.id);
@@ -165,7 +187,8 @@ fn check_spec(spec: &BuildSpec) -> Result<()> {
             bail!("step {}: only migrations have fromVersions or down steps", s.id);
         }
         for range in [&s.from_versions, &s.to_versions].into_iter().flatten() {
-            semver::VersionReq::parse(range).with_context(|| format!("step {}: {range:?} is not a semver range", s.id))?;
+            semver::VersionReq::parse(range)
+                .with_context(|| format!("step {}: {range:?} is not a semver range", s.id))?;
         }
     }
     let policy = &spec.upgrade_policy;
@@ -178,26 +201,30 @@ fn check_spec(spec: &BuildSpec) -> Result<()> {
             bail!("variable {} is declared twice", v.name);
         }
         if v.values_path.is_empty() || v.values_path.split('.').any(str::is_empty) {
-            bail!("variable {}: valuesPath {:?} is not a dotted path", v.name, v.values_path);
+            bail!(
+                "variable {}: valuesPath {:?} is not a dotted path",
+                v.name,
+                v.values_path
+            );
         }
         if let Some(p) = &v.pattern {
             let re = regex::Regex::new(p).with_context(|| format!("variable {}: pattern {p:?}", v.name))?;
-            if let Some(schemas::release::VariableValue::String(d)) = &v.default {
-                if !re.is_match(d) {
-                    bail!("variable {}: default {d:?} does not match its pattern {p:?}", v.name);
-                }
+            if let Some(VariableValue::String(d)) = &v.default
+                && !re.is_match(d)
+            {
+                bail!("variable {}: default {d:?} does not match its pattern {p:?}", v.name);
             }
         }
-        let type_ok = match (&v.default, v.ty) {
-            (None, _) => true,
-            (Some(schemas::release::VariableValue::Integer(_)), schemas::release::VariableType::Integer) => true,
-            (Some(schemas::release::VariableValue::String(_)), schemas::release::VariableType::String) => true,
-            _ => false,
-        };
+        let type_ok = matches!(
+            (&v.default, v.ty),
+            (None, _)
+                | (Some(VariableValue::Integer(_)), VariableType::Integer)
+                | (Some(VariableValue::String(_)), VariableType::String)
+        );
         if !type_ok {
             bail!("variable {}: default is not of type {:?}", v.name, v.ty);
         }
-        if v.generate.is_some() && v.ty != schemas::release::VariableType::String {
+        if v.generate.is_some() && v.ty != VariableType::String {
             bail!("variable {}: only string variables can be generated", v.name);
         }
     }
@@ -205,10 +232,23 @@ fn check_spec(spec: &BuildSpec) -> Result<()> {
 }
 
 /// Renders with a values document added after the spec's values.
-fn render_with(r: &Resolved, dir: &Path, name: &str, values: serde_json::Value, namespace: Option<String>) -> Result<Vec<Document>> {
+fn render_with(
+    r: &Resolved,
+    dir: &Path,
+    name: &str,
+    values: serde_json::Value,
+    namespace: Option<String>,
+) -> Result<Vec<Document>> {
     let file = dir.join(format!("{name}.yaml"));
     fs_err::write(&file, serde_json::to_vec(&values)?)?;
-    let out = r.helm.template(&r.spec.chart, &r.base, &RenderInput { extra_values: vec![file], namespace })?;
+    let out = r.helm.template(
+        &r.spec.chart,
+        &r.base,
+        &RenderInput {
+            extra_values: vec![file],
+            namespace,
+        },
+    )?;
     Ok(render::parse(&out)?.into_iter().filter(|d| !d.is_test_hook()).collect())
 }
 
@@ -222,7 +262,8 @@ fn render_sentinels(r: &Resolved, dir: &Path, set: Set) -> Result<Vec<Document>>
         Err(e) => {
             let mut culprits = Vec::new();
             for (i, v) in vars.iter().enumerate() {
-                let one = variables::values_document(std::slice::from_ref(v), |_, v| Some(variables::sentinel(set, i, v)));
+                let one =
+                    variables::values_document(std::slice::from_ref(v), |_, v| Some(variables::sentinel(set, i, v)));
                 if render_with(r, dir, "one", one, ns.clone()).is_err() {
                     culprits.push(format!("{} (test value {})", v.name, variables::sentinel(set, i, v)));
                 }
@@ -242,8 +283,8 @@ fn render_sentinels(r: &Resolved, dir: &Path, set: Set) -> Result<Vec<Document>>
 fn defaults_document(vars: &[VariableSpec]) -> serde_json::Value {
     variables::values_document(vars, |_, v| {
         v.default.as_ref().map(|d| match d {
-            schemas::release::VariableValue::Integer(i) => json!(i),
-            schemas::release::VariableValue::String(s) => json!(s),
+            VariableValue::Integer(i) => json!(i),
+            VariableValue::String(s) => json!(s),
         })
     })
 }
@@ -258,7 +299,12 @@ fn check_simulator_annotations(docs: &[Document], spec: &BuildSpec, allowed: boo
         }
     }
     for s in &spec.steps {
-        if let Some(k) = s.pod_template.iter().flat_map(|p| p.annotations.keys()).find(|k| k.starts_with(SIMULATOR_ANNOTATION_PREFIX)) {
+        if let Some(k) = s
+            .pod_template
+            .iter()
+            .flat_map(|p| p.annotations.keys())
+            .find(|k| k.starts_with(SIMULATOR_ANNOTATION_PREFIX))
+        {
             found.push(format!("step {} has {k}", s.id));
         }
     }
@@ -294,7 +340,9 @@ pub fn run(args: Args) -> Result<()> {
     let meta = chart::read_meta(&chart_dir)?;
 
     let findings = chart::scan_templates(&chart_dir)?;
-    let (allowed, refused): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| args.allow_template_fns.contains(&f.function));
+    let (allowed, refused): (Vec<_>, Vec<_>) = findings
+        .into_iter()
+        .partition(|f| args.allow_template_fns.contains(&f.function));
     for f in &allowed {
         tracing::warn!("{f} (allowed by --allow-template-fn; renders may differ between runs or sites)");
     }
@@ -312,7 +360,11 @@ pub fn run(args: Args) -> Result<()> {
     let defaults = render_with(&r, work.path(), "defaults", defaults_document(vars), None)?;
     let again = render_with(&r, work.path(), "defaults", defaults_document(vars), None)?;
     if render::print(&defaults) != render::print(&again) {
-        let at = defaults.iter().zip(&again).find(|(a, b)| a != b).map_or_else(|| "the document list".to_owned(), |(a, _)| a.source.clone());
+        let at = defaults
+            .iter()
+            .zip(&again)
+            .find(|(a, b)| a != b)
+            .map_or_else(|| "the document list".to_owned(), |(a, _)| a.source.clone());
         bail!("two renders of the same chart and values differ (first in {at}); the chart is not deterministic");
     }
     check_simulator_annotations(&defaults, &r.spec, args.allow_simulator_annotations)?;
@@ -320,7 +372,13 @@ pub fn run(args: Args) -> Result<()> {
     let b = render_sentinels(&r, work.path(), Set::B)?;
     let vars_entry = variables::analyze(
         vars,
-        &variables::Renders { a: &a, b: &b, defaults: &defaults, namespace: &r.spec.chart.namespace, release_name: &r.spec.chart.release_name },
+        &variables::Renders {
+            a: &a,
+            b: &b,
+            defaults: &defaults,
+            namespace: &r.spec.chart.namespace,
+            release_name: &r.spec.chart.release_name,
+        },
     )?;
     let waves = waves::assign(&r.spec.waves, &defaults)?;
 
@@ -333,14 +391,21 @@ pub fn run(args: Args) -> Result<()> {
     }
     if !report.missing.is_empty() {
         let list: Vec<&str> = report.missing.iter().map(String::as_str).collect();
-        let msg = format!("the render references images the spec does not list: {}", list.join(", "));
+        let msg = format!(
+            "the render references images the spec does not list: {}",
+            list.join(", ")
+        );
         if args.strict {
             bail!("{msg}\nhint: add them to `images` in the spec");
         }
         tracing::warn!("{msg}");
     }
 
-    let migrations = Migrations { steps: r.spec.steps.clone(), upgrade_policy: r.spec.upgrade_policy.clone(), waves };
+    let migrations = Migrations {
+        steps: r.spec.steps.clone(),
+        upgrade_policy: r.spec.upgrade_policy.clone(),
+        waves,
+    };
     let metadata = MetadataBytes {
         chart: chart::pack(&chart_dir, &meta.name)?,
         render: render::print(&defaults).into_bytes(),
@@ -355,7 +420,13 @@ pub fn run(args: Args) -> Result<()> {
     let cache = BlobCache::new(&cache_dir)?;
     let opts = FetchOptions {
         registry_overrides: r.overrides.clone(),
-        insecure_registries: r.spec.insecure_registries.iter().chain(&args.insecure_registries).cloned().collect(),
+        insecure_registries: r
+            .spec
+            .insecure_registries
+            .iter()
+            .chain(&args.insecure_registries)
+            .cloned()
+            .collect(),
         docker_config: args.docker_config.clone(),
         ca_certs: args.registry_cas.clone(),
         target_prefix: r.spec.target_prefix.clone(),
@@ -387,7 +458,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut bundle = assemble::assemble(release, metadata, &images, &cache)?;
     bundle.sign(&r.roots.envelopes, &r.signers)?;
     let head_entry = bundle.head.to_entry();
-    let verified = VerifiedHead::verify(&head_entry, &r.roots.trusted()?).context("the bundle just signed does not verify")?;
+    let verified =
+        VerifiedHead::verify(&head_entry, &r.roots.trusted()?).context("the bundle just signed does not verify")?;
     let total: u64 = bundle.entries.iter().map(|e| e.size).sum();
     let mut progress = Progress::bytes("writing", total, args.format == crate::cmd::verify::Format::Json);
     let mut size = 0;

@@ -34,7 +34,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             unverified = UnverifiedHead::read(&args.file)?;
-            (unverified.untrusted_head(), unverified.untrusted_metadata(), "UNTRUSTED (no root given)")
+            (
+                unverified.untrusted_head(),
+                unverified.untrusted_metadata(),
+                "UNTRUSTED (no root given)",
+            )
         }
     };
     let summary = describe(head, metadata, trust);
@@ -92,35 +96,87 @@ fn describe(head: &VerifiedHead, meta: &Metadata, trust: &str) -> serde_json::Va
 }
 
 fn print_text(s: &serde_json::Value) {
-    let get = |k: &str| s.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default();
+    let get = |k: &str| {
+        s.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_default()
+    };
     println!("trust      {}", get("trust"));
     println!("product    {}", get("product"));
-    println!("version    {} (sequence {}, minSequence {})", get("version"), get("sequence"), get("minSequence"));
+    println!(
+        "version    {} (sequence {}, minSequence {})",
+        get("version"),
+        get("sequence"),
+        get("minSequence")
+    );
     println!("identity   {}", get("identity"));
     println!("created    {}  expires {}", get("created"), get("expires"));
     println!("signers    {} (root version {})", get("signers"), get("rootVersion"));
     if let Some(c) = s.get("chart") {
-        println!("chart      {} {} (appVersion {}), release {} in namespace {}, rendered by {} for {}",
-            c["name"].as_str().unwrap_or(""), c["version"].as_str().unwrap_or(""), c["appVersion"].as_str().unwrap_or("-"),
-            c["releaseName"].as_str().unwrap_or(""), c["namespace"].as_str().unwrap_or(""),
-            c["helmVersion"].as_str().unwrap_or(""), c["kubeVersion"].as_str().unwrap_or(""));
+        println!(
+            "chart      {} {} (appVersion {}), release {} in namespace {}, rendered by {} for {}",
+            c["name"].as_str().unwrap_or(""),
+            c["version"].as_str().unwrap_or(""),
+            c["appVersion"].as_str().unwrap_or("-"),
+            c["releaseName"].as_str().unwrap_or(""),
+            c["namespace"].as_str().unwrap_or(""),
+            c["helmVersion"].as_str().unwrap_or(""),
+            c["kubeVersion"].as_str().unwrap_or("")
+        );
     }
     println!("images");
     for i in s["images"].as_array().into_iter().flatten() {
-        let platforms: Vec<&str> = i["platforms"].as_array().into_iter().flatten().filter_map(|p| p["platform"].as_str()).collect();
-        println!("  {}  {}  {} bytes  {}", i["name"].as_str().unwrap_or(""), i["digest"].as_str().unwrap_or(""), i["totalSize"], if platforms.is_empty() { "single platform".to_owned() } else { platforms.join(",") });
+        let platforms: Vec<&str> = i["platforms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["platform"].as_str())
+            .collect();
+        println!(
+            "  {}  {}  {} bytes  {}",
+            i["name"].as_str().unwrap_or(""),
+            i["digest"].as_str().unwrap_or(""),
+            i["totalSize"],
+            if platforms.is_empty() {
+                "single platform".to_owned()
+            } else {
+                platforms.join(",")
+            }
+        );
     }
     println!("variables");
     for v in s["variables"].as_array().into_iter().flatten() {
-        println!("  {} ({}){}{}{}  {} slot(s)  {}", v["name"].as_str().unwrap_or(""), v["type"].as_str().unwrap_or(""),
-            if v["required"] == true { ", required" } else { "" }, if v["sensitive"] == true { ", sensitive" } else { "" },
-            if v["generate"].is_null() { "" } else { ", generated per site" }, v["slots"], v["description"].as_str().unwrap_or(""));
+        println!(
+            "  {} ({}){}{}{}  {} slot(s)  {}",
+            v["name"].as_str().unwrap_or(""),
+            v["type"].as_str().unwrap_or(""),
+            if v["required"] == true { ", required" } else { "" },
+            if v["sensitive"] == true { ", sensitive" } else { "" },
+            if v["generate"].is_null() {
+                ""
+            } else {
+                ", generated per site"
+            },
+            v["slots"],
+            v["description"].as_str().unwrap_or("")
+        );
     }
     println!("steps");
     for st in s["steps"].as_array().into_iter().flatten() {
-        println!("  {} {} ({}) image {}", st["id"].as_str().unwrap_or(""), st["kind"].as_str().unwrap_or(""), st["phase"].as_str().unwrap_or(""), st["image"].as_str().unwrap_or(""));
+        println!(
+            "  {} {} ({}) image {}",
+            st["id"].as_str().unwrap_or(""),
+            st["kind"].as_str().unwrap_or(""),
+            st["phase"].as_str().unwrap_or(""),
+            st["image"].as_str().unwrap_or("")
+        );
     }
     println!("upgrade    {}", s["upgradePolicy"]);
-    let waves: Vec<String> = s["waves"].as_array().into_iter().flatten().map(|w| format!("{} ({})", w["name"].as_str().unwrap_or(""), w["objects"])).collect();
+    let waves: Vec<String> = s["waves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| format!("{} ({})", w["name"].as_str().unwrap_or(""), w["objects"]))
+        .collect();
     println!("waves      {}", waves.join(" → "));
 }

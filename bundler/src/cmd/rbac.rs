@@ -33,7 +33,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let docs = render::parse(&metadata.render)?;
-    let namespace = args.namespace.unwrap_or_else(|| metadata.variables.namespace.default.clone());
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| metadata.variables.namespace.default.clone());
     print!("{}", rbac::print(&rbac::roles(&docs, &args.name, &namespace))?);
     Ok(())
 }

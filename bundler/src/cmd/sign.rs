@@ -28,8 +28,11 @@ pub struct Args {
 
 fn read_head(file: &mut std::fs::File) -> Result<(Head, usize)> {
     let mut header = [0u8; BLOCK];
-    file.read_exact(&mut header).context("cannot read the bundle's first header")?;
-    let size = tar_header::parse(&header).size.context("the first header has no valid size")?;
+    file.read_exact(&mut header)
+        .context("cannot read the bundle's first header")?;
+    let size = tar_header::parse(&header)
+        .size
+        .context("the first header has no valid size")?;
     if tar_header::first_difference(&header, schemas::entry::HEAD_PATH, size).is_some() {
         bail!("the first entry is not a Sealift head");
     }
@@ -61,8 +64,13 @@ pub fn run(args: Args) -> Result<()> {
         let pub_path = args.public_key.as_ref().context("--attach needs --pub")?;
         let key = keys::PublicKey::load(pub_path)?;
         let sig = fs_err::read(sig_path)?;
-        key.verify(&head.release.pae_bytes(), &sig)
-            .with_context(|| format!("signature {} does not verify with {} over this bundle", sig_path.display(), pub_path.display()))?;
+        key.verify(&head.release.pae_bytes(), &sig).with_context(|| {
+            format!(
+                "signature {} does not verify with {} over this bundle",
+                sig_path.display(),
+                pub_path.display()
+            )
+        })?;
         head.release.attach(key.key_id(), sig)?;
         eprintln!("attached signature by {}", key.key_id());
     } else {
@@ -71,7 +79,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         for path in &args.keys {
             let key = keys::SigningKey::load(path, keys::PASSPHRASE_ENV)?;
-            head.release.sign(&key).with_context(|| format!("cannot sign with {}", path.display()))?;
+            head.release
+                .sign(&key)
+                .with_context(|| format!("cannot sign with {}", path.display()))?;
             eprintln!("signed by {}", key.key_id());
         }
     }

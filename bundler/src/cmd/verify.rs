@@ -49,7 +49,10 @@ pub fn run(args: Args) -> Result<()> {
         Ok(bundle) => print_summary(bundle.head(), bundle.size(), args.format, "verified", &args.file),
         Err(VerifyError::Refused(r)) => {
             if args.format == Format::Json {
-                println!("{}", json!({ "verified": false, "code": r.code(), "reason": r.full_message() }));
+                println!(
+                    "{}",
+                    json!({ "verified": false, "code": r.code(), "reason": r.full_message() })
+                );
             }
             Err(anyhow::Error::new(r)).with_context(|| format!("{} is refused", args.file.display()))
         }
@@ -88,10 +91,17 @@ pub fn print_summary(head: &VerifiedHead, size: u64, format: Format, verb: &str,
         Format::Text => {
             println!("{verb} {}", path.display());
             println!("  product   {}", m.product);
-            println!("  version   {} (sequence {}, minSequence {})", m.version, m.sequence, m.min_sequence);
+            println!(
+                "  version   {} (sequence {}, minSequence {})",
+                m.version, m.sequence, m.min_sequence
+            );
             println!("  identity  {}", head.identity());
             println!("  created   {}  expires {}", m.created, m.expires);
-            println!("  signers   {} (root version {})", signers.join(", "), head.root_version());
+            println!(
+                "  signers   {} (root version {})",
+                signers.join(", "),
+                head.root_version()
+            );
             println!("  size      {size} bytes, {} entries", m.entries.len() + 1);
             println!("  images    {}", m.images.len());
             for i in &m.images {

@@ -44,7 +44,10 @@ pub fn import(path: &Path, reference: Option<&str>, cache: &BlobCache) -> Result
     for_each_entry(path, |entry_path, entry| {
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry.link_name().map_err(|e| Fail::read(path, e))?.map(|t| t.to_string_lossy().into_owned());
+            let target = entry
+                .link_name()
+                .map_err(|e| Fail::read(path, e))?
+                .map(|t| t.to_string_lossy().into_owned());
             if let Some(target) = target {
                 let resolved = if kind.is_symlink() && !target.starts_with('/') {
                     let parent = entry_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
@@ -58,12 +61,17 @@ pub fn import(path: &Path, reference: Option<&str>, cache: &BlobCache) -> Result
             }
         } else if entry_path == "manifest.json" {
             let mut bytes = Vec::new();
-            entry.take(MAX_MANIFEST).read_to_end(&mut bytes).map_err(|e| Fail::read(path, e))?;
+            entry
+                .take(MAX_MANIFEST)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Fail::read(path, e))?;
             manifest_json = Some(bytes);
         }
         Ok(())
     })?;
-    let manifest_json = manifest_json.ok_or_else(|| Problem::ArchiveEntryMissing { path: "manifest.json".to_owned() })?;
+    let manifest_json = manifest_json.ok_or_else(|| Problem::ArchiveEntryMissing {
+        path: "manifest.json".to_owned(),
+    })?;
     let entries: Vec<ArchiveEntry> =
         serde_json::from_slice(&manifest_json).map_err(|e| Fail::new(Problem::ArchiveManifest, e))?;
     let entry = choose(&entries, reference)?;
@@ -91,7 +99,9 @@ pub fn import(path: &Path, reference: Option<&str>, cache: &BlobCache) -> Result
         if !entry.header().entry_type().is_file() {
             return Ok(());
         }
-        let Some(slot) = wanted.get_mut(entry_path) else { return Ok(()) };
+        let Some(slot) = wanted.get_mut(entry_path) else {
+            return Ok(());
+        };
         if slot.is_some() {
             return Ok(());
         }
@@ -103,7 +113,10 @@ pub fn import(path: &Path, reference: Option<&str>, cache: &BlobCache) -> Result
         Ok(())
     })?;
     let get = |p: &String| -> Result<&Stored, Fail> {
-        wanted.get(p).and_then(Option::as_ref).ok_or_else(|| Problem::ArchiveEntryMissing { path: p.clone() }.into())
+        wanted
+            .get(p)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Problem::ArchiveEntryMissing { path: p.clone() }.into())
     };
 
     let config = get(&config_path)?;
@@ -127,7 +140,9 @@ pub fn import(path: &Path, reference: Option<&str>, cache: &BlobCache) -> Result
     });
     let manifest = serde_json::to_vec(&manifest).map_err(|e| Fail::new(Problem::ArchiveManifest, e))?;
     let digest = Digest::of(&manifest);
-    cache.put_bytes(&digest, &manifest).map_err(|e: CacheError| Fail::from(e))?;
+    cache
+        .put_bytes(&digest, &manifest)
+        .map_err(|e: CacheError| Fail::from(e))?;
     Ok(Imported { manifest, digest })
 }
 
@@ -145,7 +160,13 @@ fn choose<'a>(entries: &'a [ArchiveEntry], reference: Option<&str>) -> Result<&'
             entries
                 .iter()
                 .find(|e| tags(e).any(|t| t == r || (wanted.is_some() && ImageReference::parse(t).ok() == wanted)))
-                .ok_or_else(|| Problem::ArchiveTagNotFound { reference: r.to_owned(), available }.into())
+                .ok_or_else(|| {
+                    Problem::ArchiveTagNotFound {
+                        reference: r.to_owned(),
+                        available,
+                    }
+                    .into()
+                })
         }
     }
 }
@@ -159,8 +180,14 @@ fn for_each_entry(
     let mut archive = tar::Archive::new(file);
     for entry in archive.entries().map_err(|e| Fail::read(path, e))? {
         let mut entry = entry.map_err(|e| Fail::read(path, e))?;
-        let raw = entry.path().map_err(|e| Fail::read(path, e))?.to_string_lossy().into_owned();
-        let Some(name) = normalize(&raw) else { continue };
+        let raw = entry
+            .path()
+            .map_err(|e| Fail::read(path, e))?
+            .to_string_lossy()
+            .into_owned();
+        let Some(name) = normalize(&raw) else {
+            continue;
+        };
         f(&name, &mut entry)?;
     }
     Ok(())

@@ -39,8 +39,6 @@ pub enum CacheError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {digest} is {actual} bytes, its descriptor says {expected}")]
     SizeMismatch { digest: Digest, expected: u64, actual: u64 },
-    #[error("blob {digest} is larger than its descriptor's {limit} bytes")]
-    TooLarge { digest: String, limit: u64 },
 }
 
 /// Blobs by digest under `DIR/sha256/<hex>`.
@@ -53,7 +51,10 @@ impl BlobCache {
     /// Opens (creating if needed) the cache rooted at `dir`.
     pub fn new(dir: &Path) -> Result<Self, CacheError> {
         let dir = dir.join("sha256");
-        fs_err::create_dir_all(&dir).map_err(|source| CacheError::CreateDir { path: dir.clone(), source })?;
+        fs_err::create_dir_all(&dir).map_err(|source| CacheError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir })
     }
 
@@ -69,7 +70,10 @@ impl BlobCache {
 
     /// The stored size of a blob, if it is stored.
     pub fn size(&self, d: &Digest) -> Option<u64> {
-        fs_err::metadata(self.path(d)).ok().filter(|m| m.is_file()).map(|m| m.len())
+        fs_err::metadata(self.path(d))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     /// Whether the blob is stored with exactly this size.
@@ -83,12 +87,18 @@ impl BlobCache {
         if self.contains_sized(expected, size) {
             let actual = Digest::of(bytes);
             if actual != *expected {
-                return Err(CacheError::DigestMismatch { expected: *expected, actual });
+                return Err(CacheError::DigestMismatch {
+                    expected: *expected,
+                    actual,
+                });
             }
             return Ok(size);
         }
         let mut w = self.writer(Some(size))?;
-        w.write_all(bytes).map_err(|source| CacheError::Write { path: self.dir.clone(), source })?;
+        w.write_all(bytes).map_err(|source| CacheError::Write {
+            path: self.dir.clone(),
+            source,
+        })?;
         w.finish(expected, Some(size))
     }
 
@@ -97,7 +107,10 @@ impl BlobCache {
         let file = tempfile::Builder::new()
             .prefix(".partial-")
             .tempfile_in(&self.dir)
-            .map_err(|source| CacheError::TempFile { path: self.dir.clone(), source })?;
+            .map_err(|source| CacheError::TempFile {
+                path: self.dir.clone(),
+                source,
+            })?;
         Ok(BlobWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             hasher: sha2::Sha256::new(),
@@ -122,7 +135,10 @@ pub struct BlobWriter {
 
 impl std::fmt::Debug for BlobWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobWriter").field("dir", &self.dir).field("len", &self.len).finish()
+        f.debug_struct("BlobWriter")
+            .field("dir", &self.dir)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -132,7 +148,10 @@ impl Write for BlobWriter {
         if let Some(limit) = self.limit
             && new_len > limit
         {
-            return Err(io::Error::new(io::ErrorKind::FileTooLarge, format!("blob exceeds its declared size of {limit} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("blob exceeds its declared size of {limit} bytes"),
+            ));
         }
         self.file.write_all(buf)?;
         self.hasher.update(buf);
@@ -176,10 +195,17 @@ impl BlobWriter {
         if let Some(size) = size
             && size != len
         {
-            return Err(CacheError::SizeMismatch { digest: *expected, expected: size, actual: len });
+            return Err(CacheError::SizeMismatch {
+                digest: *expected,
+                expected: size,
+                actual: len,
+            });
         }
         if actual != *expected {
-            return Err(CacheError::DigestMismatch { expected: *expected, actual });
+            return Err(CacheError::DigestMismatch {
+                expected: *expected,
+                actual,
+            });
         }
         persist(file, &dir, &actual)?;
         Ok(len)
@@ -194,7 +220,10 @@ impl BlobWriter {
 
     fn close(self) -> Result<(Digest, u64, tempfile::NamedTempFile, PathBuf), CacheError> {
         let dir = self.dir;
-        let file = self.file.into_inner().map_err(|e| CacheError::Write { path: dir.clone(), source: e.into_error() })?;
+        let file = self.file.into_inner().map_err(|e| CacheError::Write {
+            path: dir.clone(),
+            source: e.into_error(),
+        })?;
         let digest = Digest::from_bytes(self.hasher.finalize().into());
         Ok((digest, self.len, file, dir))
     }
@@ -202,7 +231,8 @@ impl BlobWriter {
 
 fn persist(file: tempfile::NamedTempFile, dir: &Path, digest: &Digest) -> Result<(), CacheError> {
     let path = dir.join(digest.hex());
-    file.persist(&path).map_err(|e| CacheError::Persist { path, source: e.error })?;
+    file.persist(&path)
+        .map_err(|e| CacheError::Persist { path, source: e.error })?;
     Ok(())
 }
 

@@ -15,9 +15,15 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A registry; `host` is the one contacted (after registry overrides).
-    Registry { host: String },
-    OciLayout { path: PathBuf },
-    DockerArchive { path: PathBuf },
+    Registry {
+        host: String,
+    },
+    OciLayout {
+        path: PathBuf,
+    },
+    DockerArchive {
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -62,9 +68,18 @@ pub enum Problem {
     #[error("invalid digest {value:?}")]
     InvalidDigest { value: String },
     #[error("{what} {expected} has digest {actual}")]
-    DigestMismatch { what: &'static str, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{what} {digest} is {actual} bytes, its descriptor says {expected}")]
-    SizeMismatch { what: &'static str, digest: Digest, expected: u64, actual: u64 },
+    SizeMismatch {
+        what: &'static str,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error("blob {digest} is larger than its descriptor's {limit} bytes")]
     TooLarge { digest: Digest, limit: u64 },
     #[error("manifest {digest} is not valid: {reason}")]
@@ -74,10 +89,16 @@ pub enum Problem {
     #[error("index {index} lists another index {child}; nested indexes are not supported")]
     NestedIndex { index: Digest, child: Digest },
     #[error("platform {} not found; the image has {}", missing.join(", "), list_or_none(available))]
-    PlatformMissing { missing: Vec<String>, available: Vec<String> },
+    PlatformMissing {
+        missing: Vec<String>,
+        available: Vec<String>,
+    },
     #[error("the image is single-platform {actual}, but {} was requested", requested.join(", "))]
     PlatformMismatch { actual: String, requested: Vec<String> },
-    #[error("reference {reference:?} is not in index.json (it lists {})", list_or_none(available))]
+    #[error(
+        "reference {reference:?} is not in index.json (it lists {})",
+        list_or_none(available)
+    )]
     LayoutRefNotFound { reference: String, available: Vec<String> },
     #[error("reference {reference:?} names several different manifests in index.json")]
     LayoutRefAmbiguous { reference: String },
@@ -101,12 +122,18 @@ pub enum Problem {
     Read { path: PathBuf },
     #[error("cannot store a blob in the cache")]
     Cache,
+    #[error("cannot set up an HTTP client for {host} (are the CA certificates valid PEM?)")]
+    ClientSetup { host: String },
     #[error("a background task failed")]
     Task,
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// A problem with its underlying cause, before it is attached to an image.
@@ -118,7 +145,10 @@ pub(crate) struct Fail {
 
 impl Fail {
     pub fn new(problem: Problem, source: impl Into<BoxError>) -> Self {
-        Self { problem, source: Some(source.into()) }
+        Self {
+            problem,
+            source: Some(source.into()),
+        }
     }
 
     pub fn read(path: impl Into<PathBuf>, source: impl Into<BoxError>) -> Self {
@@ -126,7 +156,12 @@ impl Fail {
     }
 
     pub fn into_fetch_error(self, image: &ImageName, origin: &Origin) -> FetchError {
-        FetchError::Image { image: image.clone(), origin: origin.clone(), problem: self.problem, source: self.source }
+        FetchError::Image {
+            image: image.clone(),
+            origin: origin.clone(),
+            problem: Box::new(self.problem),
+            source: self.source,
+        }
     }
 }
 
@@ -139,10 +174,23 @@ impl From<Problem> for Fail {
 impl From<CacheError> for Fail {
     fn from(e: CacheError) -> Self {
         match e {
-            CacheError::DigestMismatch { expected, actual } => Problem::DigestMismatch { what: "blob", expected, actual }.into(),
-            CacheError::SizeMismatch { digest, expected, actual } => {
-                Problem::SizeMismatch { what: "blob", digest, expected, actual }.into()
+            CacheError::DigestMismatch { expected, actual } => Problem::DigestMismatch {
+                what: "blob",
+                expected,
+                actual,
             }
+            .into(),
+            CacheError::SizeMismatch {
+                digest,
+                expected,
+                actual,
+            } => Problem::SizeMismatch {
+                what: "blob",
+                digest,
+                expected,
+                actual,
+            }
+            .into(),
             other => Fail::new(Problem::Cache, other),
         }
     }
@@ -161,12 +209,16 @@ pub enum FetchError {
     Image {
         image: ImageName,
         origin: Origin,
-        problem: Problem,
+        problem: Box<Problem>,
         #[source]
         source: Option<BoxError>,
     },
     #[error("images {first} and {second} both map to target repository {target} (hint: set `target` on one of them)")]
-    TargetConflict { first: ImageName, second: ImageName, target: String },
+    TargetConflict {
+        first: ImageName,
+        second: ImageName,
+        target: String,
+    },
     #[error("image {image} is listed twice")]
     Duplicate { image: ImageName },
     #[error("image {image}: target repository {value:?} is not valid")]
@@ -190,12 +242,4 @@ pub enum FetchError {
         #[source]
         source: BoxError,
     },
-    #[error("cannot set up a registry client for {host}")]
-    Client {
-        host: String,
-        #[source]
-        source: BoxError,
-    },
-    #[error(transparent)]
-    Cache(#[from] CacheError),
 }

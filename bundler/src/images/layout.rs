@@ -40,18 +40,34 @@ pub fn select(dir: &Path, reference: &str) -> Result<Descriptor, Fail> {
             continue;
         }
         let digest: Digest = entry.digest.parse().map_err(|e| Fail::read(&path, e))?;
-        let d = Descriptor { media_type: entry.media_type.clone().unwrap_or_default(), digest, size: entry.size, platform: None };
+        let d = Descriptor {
+            media_type: entry.media_type.clone().unwrap_or_default(),
+            digest,
+            size: entry.size,
+            platform: None,
+        };
         match &found {
             Some(prev) if prev.digest != d.digest => {
-                return Err(Problem::LayoutRefAmbiguous { reference: reference.to_owned() }.into());
+                return Err(Problem::LayoutRefAmbiguous {
+                    reference: reference.to_owned(),
+                }
+                .into());
             }
             Some(_) => {}
             None => found = Some(d),
         }
     }
     found.ok_or_else(|| {
-        let available = index.manifests.iter().filter_map(|e| e.annotations.get(REF_NAME).cloned()).collect();
-        Problem::LayoutRefNotFound { reference: reference.to_owned(), available }.into()
+        let available = index
+            .manifests
+            .iter()
+            .filter_map(|e| e.annotations.get(REF_NAME).cloned())
+            .collect();
+        Problem::LayoutRefNotFound {
+            reference: reference.to_owned(),
+            available,
+        }
+        .into()
     })
 }
 
@@ -75,15 +91,29 @@ pub fn read_manifest(dir: &Path, digest: &Digest, size: Option<u64>) -> Result<V
     let mut file = open_blob(dir, digest)?;
     let limit = size.unwrap_or(MAX_MANIFEST).min(MAX_MANIFEST);
     let mut bytes = Vec::new();
-    (&mut file).take(limit + 1).read_to_end(&mut bytes).map_err(|e| Fail::read(blob_path(dir, digest), e))?;
+    (&mut file)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Fail::read(blob_path(dir, digest), e))?;
     let actual = Digest::of(&bytes);
     if let Some(size) = size
         && size != bytes.len() as u64
     {
-        return Err(Problem::SizeMismatch { what: "manifest", digest: *digest, expected: size, actual: bytes.len() as u64 }.into());
+        return Err(Problem::SizeMismatch {
+            what: "manifest",
+            digest: *digest,
+            expected: size,
+            actual: bytes.len() as u64,
+        }
+        .into());
     }
     if actual != *digest {
-        return Err(Problem::DigestMismatch { what: "manifest", expected: *digest, actual }.into());
+        return Err(Problem::DigestMismatch {
+            what: "manifest",
+            expected: *digest,
+            actual,
+        }
+        .into());
     }
     Ok(bytes)
 }
@@ -95,9 +125,19 @@ pub fn copy_blob(dir: &Path, digest: &Digest, size: u64, cache: &BlobCache) -> R
     match io::copy(&mut file, &mut writer) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
-            return Err(Problem::TooLarge { digest: *digest, limit: size }.into());
+            return Err(Problem::TooLarge {
+                digest: *digest,
+                limit: size,
+            }
+            .into());
         }
-        Err(e) => return Err(CacheError::Write { path: writer.dir().to_owned(), source: e }.into()),
+        Err(e) => {
+            return Err(CacheError::Write {
+                path: writer.dir().to_owned(),
+                source: e,
+            }
+            .into());
+        }
     }
     Ok(writer.finish(digest, Some(size))?)
 }
@@ -105,6 +145,8 @@ pub fn copy_blob(dir: &Path, digest: &Digest, size: u64, cache: &BlobCache) -> R
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Fail> {
     let file = fs_err::File::open(path).map_err(|e| Fail::read(path, e))?;
     let mut bytes = Vec::new();
-    file.take(limit).read_to_end(&mut bytes).map_err(|e| Fail::read(path, e))?;
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Fail::read(path, e))?;
     Ok(bytes)
 }

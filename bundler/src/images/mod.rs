@@ -76,11 +76,20 @@ pub struct FetchedImage {
 }
 
 /// Fetches every image into `cache`. The result is in spec order.
-pub async fn fetch_images(specs: &[ImageSpec], opts: &FetchOptions, cache: &BlobCache) -> Result<Vec<FetchedImage>, FetchError> {
+pub async fn fetch_images(
+    specs: &[ImageSpec],
+    opts: &FetchOptions,
+    cache: &BlobCache,
+) -> Result<Vec<FetchedImage>, FetchError> {
     let targets = resolve_targets(specs, opts.target_prefix.as_deref())?;
     let default_platforms = parse_platforms(&opts.default_platforms)?;
     let registries = Registries::new(&opts.insecure_registries, opts.docker_config.as_deref(), &opts.ca_certs)?;
-    let ctx = Arc::new(Context { opts: opts.clone(), cache: cache.clone(), registries, default_platforms });
+    let ctx = Arc::new(Context {
+        opts: opts.clone(),
+        cache: cache.clone(),
+        registries,
+        default_platforms,
+    });
     let parallelism = opts.parallelism.max(1);
 
     let planned: Vec<Planned> = stream::iter(specs.iter().zip(targets))
@@ -90,10 +99,18 @@ pub async fn fetch_images(specs: &[ImageSpec], opts: &FetchOptions, cache: &Blob
         .await?;
 
     let mut seen = HashSet::new();
-    let jobs: Vec<BlobJob> =
-        planned.iter().flat_map(|p| p.jobs.iter()).filter(|j| seen.insert(j.digest)).cloned().collect();
+    let jobs: Vec<BlobJob> = planned
+        .iter()
+        .flat_map(|p| p.jobs.iter())
+        .filter(|j| seen.insert(j.digest))
+        .cloned()
+        .collect();
     tracing::info!(images = planned.len(), blobs = jobs.len(), "fetching blobs");
-    stream::iter(jobs).map(|job| run_job(ctx.clone(), job)).buffer_unordered(parallelism).try_collect::<()>().await?;
+    stream::iter(jobs)
+        .map(|job| run_job(ctx.clone(), job))
+        .buffer_unordered(parallelism)
+        .try_collect::<()>()
+        .await?;
 
     Ok(planned.into_iter().map(|p| p.fetched).collect())
 }
@@ -122,8 +139,13 @@ struct BlobJob {
 
 #[derive(Clone)]
 enum BlobFrom {
-    Registry { conn: Arc<Connection>, path: String },
-    Layout { dir: PathBuf },
+    Registry {
+        conn: Arc<Connection>,
+        path: String,
+    },
+    Layout {
+        dir: PathBuf,
+    },
     /// Already imported (docker archive); missing means the import went wrong.
     Imported,
 }
@@ -134,7 +156,9 @@ async fn run_job(ctx: Arc<Context>, job: BlobJob) -> Result<(), FetchError> {
     }
     tracing::debug!(image = %job.image, digest = %job.digest, size = job.size, "fetching blob");
     let result = fetch_blob(&ctx, &job).await;
-    result.map(|_| ()).map_err(|f| f.into_fetch_error(&job.image, &job.origin))
+    result
+        .map(|_| ())
+        .map_err(|f| f.into_fetch_error(&job.image, &job.origin))
 }
 
 async fn fetch_blob(ctx: &Context, job: &BlobJob) -> Result<u64, Fail> {
@@ -166,7 +190,9 @@ impl Source {
                 let (dir, digest, size) = (dir.clone(), d.digest, d.size);
                 return tokio::task::spawn_blocking(move || layout::read_manifest(&dir, &digest, Some(size))).await?;
             }
-            Source::Imported => fs_err::read(ctx.cache.path(&d.digest)).map_err(|e| Fail::read(ctx.cache.path(&d.digest), e))?,
+            Source::Imported => {
+                fs_err::read(ctx.cache.path(&d.digest)).map_err(|e| Fail::read(ctx.cache.path(&d.digest), e))?
+            }
         };
         check(&bytes, "manifest", &d.digest, Some(d.size))?;
         Ok(bytes)
@@ -174,7 +200,10 @@ impl Source {
 
     fn blob_from(&self) -> BlobFrom {
         match self {
-            Source::Registry { conn, path } => BlobFrom::Registry { conn: conn.clone(), path: path.clone() },
+            Source::Registry { conn, path } => BlobFrom::Registry {
+                conn: conn.clone(),
+                path: path.clone(),
+            },
             Source::Layout { dir } => BlobFrom::Layout { dir: dir.clone() },
             Source::Imported => BlobFrom::Imported,
         }
@@ -184,19 +213,34 @@ impl Source {
 fn check(bytes: &[u8], what: &'static str, digest: &Digest, size: Option<u64>) -> Result<(), Fail> {
     let actual = Digest::of(bytes);
     if actual != *digest {
-        return Err(Problem::DigestMismatch { what, expected: *digest, actual }.into());
+        return Err(Problem::DigestMismatch {
+            what,
+            expected: *digest,
+            actual,
+        }
+        .into());
     }
     if let Some(size) = size
         && size != bytes.len() as u64
     {
-        return Err(Problem::SizeMismatch { what, digest: *digest, expected: size, actual: bytes.len() as u64 }.into());
+        return Err(Problem::SizeMismatch {
+            what,
+            digest: *digest,
+            expected: size,
+            actual: bytes.len() as u64,
+        }
+        .into());
     }
     Ok(())
 }
 
 async fn plan(ctx: Arc<Context>, spec: &ImageSpec, target: RepositoryPath) -> Result<Planned, FetchError> {
     let name = &spec.name;
-    let requested = if spec.platforms.is_empty() { ctx.default_platforms.clone() } else { parse_platforms(&spec.platforms)? };
+    let requested = if spec.platforms.is_empty() {
+        ctx.default_platforms.clone()
+    } else {
+        parse_platforms(&spec.platforms)?
+    };
     let source = spec.source.clone().unwrap_or(ImageSource::Registry { digest: None });
     let origin = origin_of(&ctx, &source, &name.reference().host);
     tracing::info!(image = %name, origin = %origin, "resolving image");
@@ -216,18 +260,35 @@ async fn plan_from(
     // The top manifest or index, checked against its digest when one is known.
     let (src, top_bytes, top_digest, top_hint) = match source {
         ImageSource::Registry { digest } => {
-            let host = ctx.opts.registry_overrides.get(&reference.host).unwrap_or(&reference.host);
+            let host = ctx
+                .opts
+                .registry_overrides
+                .get(&reference.host)
+                .unwrap_or(&reference.host);
             let pinned = match digest.as_deref().or(reference.digest.as_deref()) {
-                Some(d) => Some(d.parse::<Digest>().map_err(|_| Problem::InvalidDigest { value: d.to_owned() })?),
+                Some(d) => Some(
+                    d.parse::<Digest>()
+                        .map_err(|_| Problem::InvalidDigest { value: d.to_owned() })?,
+                ),
                 None => None,
             };
             let conn = ctx.registries.connect(host).await?;
-            let bytes = conn.manifest(&conn.reference(&reference.path, reference.tag.as_deref(), pinned.as_ref())).await?;
+            let bytes = conn
+                .manifest(&conn.reference(&reference.path, reference.tag.as_deref(), pinned.as_ref()))
+                .await?;
             let digest = Digest::of(&bytes);
             if let Some(pinned) = pinned {
                 check(&bytes, "manifest", &pinned, None)?;
             }
-            (Source::Registry { conn, path: reference.path.clone() }, bytes, digest, None)
+            (
+                Source::Registry {
+                    conn,
+                    path: reference.path.clone(),
+                },
+                bytes,
+                digest,
+                None,
+            )
         }
         ImageSource::OciLayout { path, reference: r } => {
             let path = ctx.opts.base_dir.join(path);
@@ -264,10 +325,17 @@ async fn plan_from(
                 let hint = Some(entry.media_type.as_str()).filter(|m| !m.is_empty());
                 let parsed = oci::parse(&entry.digest, &bytes, hint)?;
                 if let Parsed::Index { .. } = parsed {
-                    return Err(Problem::NestedIndex { index: top_digest, child: entry.digest }.into());
+                    return Err(Problem::NestedIndex {
+                        index: top_digest,
+                        child: entry.digest,
+                    }
+                    .into());
                 }
                 platforms.push(PlatformRecord {
-                    platform: entry.platform.as_ref().map_or_else(|| "unknown".to_owned(), Platform::to_string),
+                    platform: entry
+                        .platform
+                        .as_ref()
+                        .map_or_else(|| "unknown".to_owned(), Platform::to_string),
                     digest: entry.digest,
                     size: entry.size,
                     media_type: parsed.media_type().to_owned(),
@@ -308,7 +376,9 @@ async fn plan_from(
     let mut jobs = Vec::new();
     for (d, bytes, parsed) in &manifests {
         add(*d, bytes.len() as u64, &mut blobs);
-        let Parsed::Manifest { config, layers, .. } = parsed else { continue };
+        let Parsed::Manifest { config, layers, .. } = parsed else {
+            continue;
+        };
         for desc in std::iter::once(config).chain(layers) {
             if add(desc.digest, desc.size, &mut blobs) && !ctx.cache.contains_sized(&desc.digest, desc.size) {
                 jobs.push(BlobJob {
@@ -354,16 +424,28 @@ async fn plan_from(
         total_size: blob_sizes.values().sum(),
         blobs,
     };
-    Ok(Planned { fetched: FetchedImage { record, blob_sizes }, jobs })
+    Ok(Planned {
+        fetched: FetchedImage { record, blob_sizes },
+        jobs,
+    })
 }
 
 fn origin_of(ctx: &Context, source: &ImageSource, host: &str) -> Origin {
     match source {
-        ImageSource::Registry { .. } => {
-            Origin::Registry { host: ctx.opts.registry_overrides.get(host).map_or(host, String::as_str).to_owned() }
-        }
-        ImageSource::OciLayout { path, .. } => Origin::OciLayout { path: ctx.opts.base_dir.join(path) },
-        ImageSource::DockerArchive { path, .. } => Origin::DockerArchive { path: ctx.opts.base_dir.join(path) },
+        ImageSource::Registry { .. } => Origin::Registry {
+            host: ctx
+                .opts
+                .registry_overrides
+                .get(host)
+                .map_or(host, String::as_str)
+                .to_owned(),
+        },
+        ImageSource::OciLayout { path, .. } => Origin::OciLayout {
+            path: ctx.opts.base_dir.join(path),
+        },
+        ImageSource::DockerArchive { path, .. } => Origin::DockerArchive {
+            path: ctx.opts.base_dir.join(path),
+        },
     }
 }
 
@@ -372,20 +454,35 @@ fn origin_of(ctx: &Context, source: &ImageSource, host: &str) -> Origin {
 fn select_platforms(entries: &[Descriptor], requested: &[Platform]) -> Result<Vec<usize>, Fail> {
     let missing: Vec<String> = requested
         .iter()
-        .filter(|r| !entries.iter().any(|e| e.platform.as_ref().is_some_and(|p| r.selects(p))))
+        .filter(|r| {
+            !entries
+                .iter()
+                .any(|e| e.platform.as_ref().is_some_and(|p| r.selects(p)))
+        })
         .map(Platform::to_string)
         .collect();
     if !missing.is_empty() {
-        let available = entries.iter().filter_map(|e| e.platform.as_ref().map(Platform::to_string)).collect();
+        let available = entries
+            .iter()
+            .filter_map(|e| e.platform.as_ref().map(Platform::to_string))
+            .collect();
         return Err(Problem::PlatformMissing { missing, available }.into());
     }
     Ok((0..entries.len())
-        .filter(|&i| entries[i].platform.as_ref().is_some_and(|p| requested.iter().any(|r| r.selects(p))))
+        .filter(|&i| {
+            entries[i]
+                .platform
+                .as_ref()
+                .is_some_and(|p| requested.iter().any(|r| r.selects(p)))
+        })
         .collect())
 }
 
 fn parse_platforms(values: &[String]) -> Result<Vec<Platform>, FetchError> {
-    values.iter().map(|v| v.parse().map_err(|()| FetchError::InvalidPlatform { value: v.clone() })).collect()
+    values
+        .iter()
+        .map(|v| v.parse().map_err(|()| FetchError::InvalidPlatform { value: v.clone() }))
+        .collect()
 }
 
 /// Each spec's target repository, refusing two specs that would collide there.
@@ -394,18 +491,25 @@ fn resolve_targets(specs: &[ImageSpec], prefix: Option<&str>) -> Result<Vec<Repo
     let mut by_target: BTreeMap<RepositoryPath, Vec<&ImageSpec>> = BTreeMap::new();
     for spec in specs {
         let reference = spec.name.reference();
-        let base = spec.target.as_ref().map_or_else(|| reference.path.clone(), |t| t.as_str().to_owned());
+        let base = spec
+            .target
+            .as_ref()
+            .map_or_else(|| reference.path.clone(), |t| t.as_str().to_owned());
         let value = match prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
             Some(p) => format!("{p}/{base}"),
             None => base,
         };
-        let target: RepositoryPath = value
-            .parse()
-            .map_err(|source| FetchError::InvalidTarget { image: spec.name.clone(), value: value.clone(), source })?;
+        let target: RepositoryPath = value.parse().map_err(|source| FetchError::InvalidTarget {
+            image: spec.name.clone(),
+            value: value.clone(),
+            source,
+        })?;
         let others = by_target.entry(target.clone()).or_default();
         for other in others.iter() {
             if other.name == spec.name {
-                return Err(FetchError::Duplicate { image: spec.name.clone() });
+                return Err(FetchError::Duplicate {
+                    image: spec.name.clone(),
+                });
             }
             let (a, b) = (other.name.reference(), reference.clone());
             let same_repository = a.host == b.host && a.path == b.path;

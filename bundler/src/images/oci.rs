@@ -39,7 +39,10 @@ impl Platform {
         }
         match &self.variant {
             None => true,
-            Some(v) => normalize_variant(&self.architecture, Some(v)) == normalize_variant(&entry.architecture, entry.variant.as_deref()),
+            Some(v) => {
+                normalize_variant(&self.architecture, Some(v))
+                    == normalize_variant(&entry.architecture, entry.variant.as_deref())
+            }
         }
     }
 }
@@ -57,7 +60,11 @@ impl FromStr for Platform {
         let parts: Vec<&str> = s.split('/').collect();
         let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Self { os: (*os).to_owned(), architecture: (*arch).to_owned(), variant: None }),
+            [os, arch] if ok(os) && ok(arch) => Ok(Self {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: None,
+            }),
             [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Self {
                 os: (*os).to_owned(),
                 architecture: (*arch).to_owned(),
@@ -90,8 +97,15 @@ pub struct Descriptor {
 /// A parsed manifest or index.
 #[derive(Debug, Clone)]
 pub enum Parsed {
-    Index { media_type: String, entries: Vec<Descriptor> },
-    Manifest { media_type: String, config: Descriptor, layers: Vec<Descriptor> },
+    Index {
+        media_type: String,
+        entries: Vec<Descriptor>,
+    },
+    Manifest {
+        media_type: String,
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
 }
 
 impl Parsed {
@@ -131,7 +145,10 @@ struct RawPlatform {
 /// Parses manifest or index bytes stored under `digest`. `hint` is the media type the
 /// referring descriptor gave, used when the document has none.
 pub fn parse(digest: &Digest, bytes: &[u8], hint: Option<&str>) -> Result<Parsed, Problem> {
-    let invalid = |reason: String| Problem::InvalidManifest { digest: *digest, reason };
+    let invalid = |reason: String| Problem::InvalidManifest {
+        digest: *digest,
+        reason,
+    };
     let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     if raw.schema_version != Some(2) {
         return Err(invalid(format!("schemaVersion {:?} is not 2", raw.schema_version)));
@@ -143,22 +160,33 @@ pub fn parse(digest: &Digest, bytes: &[u8], hint: Option<&str>) -> Result<Parsed
         None => return Err(invalid("neither an index nor a manifest".to_owned())),
     };
     let descriptor = |d: RawDescriptor| -> Result<Descriptor, Problem> {
-        let dg: Digest = d.digest.parse().map_err(|e: schemas::names::NameError| invalid(e.to_string()))?;
+        let dg: Digest = d
+            .digest
+            .parse()
+            .map_err(|e: schemas::names::NameError| invalid(e.to_string()))?;
         Ok(Descriptor {
             media_type: d.media_type.unwrap_or_default(),
             digest: dg,
             size: d.size,
-            platform: d.platform.map(|p| Platform { os: p.os, architecture: p.architecture, variant: p.variant.filter(|v| !v.is_empty()) }),
+            platform: d.platform.map(|p| Platform {
+                os: p.os,
+                architecture: p.architecture,
+                variant: p.variant.filter(|v| !v.is_empty()),
+            }),
         })
     };
     match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => {
-            let entries = raw.manifests.ok_or_else(|| invalid("an index without `manifests`".to_owned()))?;
+            let entries = raw
+                .manifests
+                .ok_or_else(|| invalid("an index without `manifests`".to_owned()))?;
             let entries = entries.into_iter().map(descriptor).collect::<Result<_, _>>()?;
             Ok(Parsed::Index { media_type, entries })
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let config = raw.config.ok_or_else(|| invalid("a manifest without `config`".to_owned()))?;
+            let config = raw
+                .config
+                .ok_or_else(|| invalid("a manifest without `config`".to_owned()))?;
             let layers = raw.layers.unwrap_or_default();
             Ok(Parsed::Manifest {
                 media_type,
@@ -166,21 +194,31 @@ pub fn parse(digest: &Digest, bytes: &[u8], hint: Option<&str>) -> Result<Parsed
                 layers: layers.into_iter().map(descriptor).collect::<Result<_, _>>()?,
             })
         }
-        _ => Err(Problem::UnsupportedMediaType { digest: *digest, media_type }),
+        _ => Err(Problem::UnsupportedMediaType {
+            digest: *digest,
+            media_type,
+        }),
     }
 }
 
 /// The index bytes with only the `manifests` entries at `keep` (ascending), every other key
 /// and value in its original order.
 pub fn filter_index(digest: &Digest, bytes: &[u8], keep: &[usize]) -> Result<Vec<u8>, Problem> {
-    let invalid = |reason: String| Problem::InvalidManifest { digest: *digest, reason };
+    let invalid = |reason: String| Problem::InvalidManifest {
+        digest: *digest,
+        reason,
+    };
     let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
     let manifests = value
         .get_mut("manifests")
         .and_then(serde_json::Value::as_array_mut)
         .ok_or_else(|| invalid("an index without `manifests`".to_owned()))?;
-    let kept: Vec<serde_json::Value> =
-        std::mem::take(manifests).into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, v)| v).collect();
+    let kept: Vec<serde_json::Value> = std::mem::take(manifests)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, v)| v)
+        .collect();
     *manifests = kept;
     serde_json::to_vec(&value).map_err(|e| invalid(e.to_string()))
 }
@@ -194,7 +232,11 @@ pub fn config_platform(bytes: &[u8]) -> Option<Platform> {
         variant: Option<String>,
     }
     let c: Config = serde_json::from_slice(bytes).ok()?;
-    Some(Platform { os: c.os?, architecture: c.architecture?, variant: c.variant.filter(|v| !v.is_empty()) })
+    Some(Platform {
+        os: c.os?,
+        architecture: c.architecture?,
+        variant: c.variant.filter(|v| !v.is_empty()),
+    })
 }
 
 #[cfg(test)]

@@ -43,7 +43,11 @@ pub(crate) struct Connection {
 }
 
 impl Registries {
-    pub fn new(insecure: &[String], docker_config: Option<&std::path::Path>, ca_certs: &[PathBuf]) -> Result<Self, FetchError> {
+    pub fn new(
+        insecure: &[String],
+        docker_config: Option<&std::path::Path>,
+        ca_certs: &[PathBuf],
+    ) -> Result<Self, FetchError> {
         let config = match docker_config.map(ToOwned::to_owned).or_else(DockerConfig::default_path) {
             Some(path) => Some(DockerConfig::load(&path)?),
             None => None,
@@ -51,14 +55,28 @@ impl Registries {
         let certs = ca_certs
             .iter()
             .map(|path| {
-                let data = fs_err::read(path).map_err(|e| FetchError::CaCert { path: path.clone(), source: e.into() })?;
+                let data = fs_err::read(path).map_err(|e| FetchError::CaCert {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
                 if !data.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                    return Err(FetchError::CaCert { path: path.clone(), source: "no PEM certificate in the file".into() });
+                    return Err(FetchError::CaCert {
+                        path: path.clone(),
+                        source: "no PEM certificate in the file".into(),
+                    });
                 }
-                Ok(Certificate { encoding: CertificateEncoding::Pem, data })
+                Ok(Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data,
+                })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { insecure: insecure.to_vec(), config, certs, conns: tokio::sync::Mutex::default() })
+        Ok(Self {
+            insecure: insecure.to_vec(),
+            config,
+            certs,
+            conns: tokio::sync::Mutex::default(),
+        })
     }
 
     /// The connection to `host`, probing its scheme the first time.
@@ -85,7 +103,13 @@ impl Registries {
         };
         let config_path = self.config.as_ref().map(|c| c.path().to_owned());
         let https = self.client(host, ClientProtocol::Https)?;
-        let mut conn = Connection { host: host.to_owned(), client: https, auth, credentials_from, config_path };
+        let mut conn = Connection {
+            host: host.to_owned(),
+            client: https,
+            auth,
+            credentials_from,
+            config_path,
+        };
         if !self.may_use_http(host) {
             return Ok(conn);
         }
@@ -96,7 +120,13 @@ impl Registries {
             Ok(_) => Ok(conn),
             Err(OciDistributionError::RequestError(e)) => {
                 if speaks_plain_http(host).await {
-                    tracing::warn!("registry {host} does not speak TLS; using plain HTTP");
+                    if is_loopback(host) {
+                        tracing::info!("registry {host} does not speak TLS; using plain HTTP on loopback");
+                    } else {
+                        tracing::warn!(
+                            "registry {host} does not speak TLS; using plain HTTP as insecure_registries allows"
+                        );
+                    }
                     conn.client = self.client(host, ClientProtocol::Http)?;
                     Ok(conn)
                 } else {
@@ -144,7 +174,11 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 
 /// Whether `GET /v2/` in plain HTTP gets a registry answer (200 or 401).
 async fn speaks_plain_http(host: &str) -> bool {
-    let addr = if strip_port(host) == host { format!("{host}:80") } else { host.to_owned() };
+    let addr = if strip_port(host) == host {
+        format!("{host}:80")
+    } else {
+        host.to_owned()
+    };
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
         let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -167,7 +201,11 @@ async fn speaks_plain_http(host: &str) -> bool {
         let status = parts.next()?;
         Some(version.starts_with("HTTP/1.") && (status == "200" || status == "401"))
     };
-    tokio::time::timeout(PROBE_TIMEOUT, attempt).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 impl Connection {
@@ -188,8 +226,16 @@ impl Connection {
     }
 
     /// Streams one blob into the cache, checking digest and size.
-    pub async fn blob(&self, reference: &Reference, digest: &Digest, size: u64, cache: &BlobCache) -> Result<u64, Fail> {
-        self.client.store_auth_if_needed(reference.resolve_registry(), &self.auth).await;
+    pub async fn blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        cache: &BlobCache,
+    ) -> Result<u64, Fail> {
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
         let digest_str = digest.to_string();
         let response = self
             .client
@@ -222,15 +268,21 @@ impl Connection {
         if let Some(e) = failure {
             return Err(self.classify(OciDistributionError::IoError(e), Some(digest)));
         }
-        Ok(written?)
+        written
     }
 
     /// Maps a client error to what it means for the user.
     pub fn classify(&self, e: OciDistributionError, blob: Option<&Digest>) -> Fail {
         let host = self.host.clone();
         let unauthorized = || match (&self.credentials_from, &self.config_path) {
-            (Some(config), _) => Problem::CredentialsRefused { host: host.clone(), config: config.clone() },
-            (None, Some(config)) => Problem::AnonymousRefusedWithConfig { host: host.clone(), config: config.clone() },
+            (Some(config), _) => Problem::CredentialsRefused {
+                host: host.clone(),
+                config: config.clone(),
+            },
+            (None, Some(config)) => Problem::AnonymousRefusedWithConfig {
+                host: host.clone(),
+                config: config.clone(),
+            },
             (None, None) => Problem::AnonymousRefused,
         };
         let problem = match &e {
@@ -253,7 +305,9 @@ impl Connection {
                     Problem::Registry
                 }
             }
-            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => unauthorized(),
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+                unauthorized()
+            }
             OciDistributionError::ServerError { code: 401, .. } => unauthorized(),
             OciDistributionError::ServerError { code: 403, .. } => Problem::Denied,
             OciDistributionError::ServerError { code: 404, .. } => match blob {
@@ -275,7 +329,9 @@ impl Connection {
                     Problem::Registry
                 }
             }
-            OciDistributionError::IoError(io) if io.kind() == std::io::ErrorKind::TimedOut => Problem::TimedOut { host },
+            OciDistributionError::IoError(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Problem::TimedOut { host }
+            }
             _ => Problem::Registry,
         };
         Fail::new(problem, e)
@@ -302,9 +358,17 @@ fn drain<B: AsRef<[u8]>>(
     while let Some(chunk) = rx.blocking_recv() {
         if let Err(e) = writer.write_all(chunk.as_ref()) {
             if e.kind() == std::io::ErrorKind::FileTooLarge {
-                return Err(Problem::TooLarge { digest: *digest, limit: size }.into());
+                return Err(Problem::TooLarge {
+                    digest: *digest,
+                    limit: size,
+                }
+                .into());
             }
-            return Err(CacheError::Write { path: writer.dir().to_owned(), source: e }.into());
+            return Err(CacheError::Write {
+                path: writer.dir().to_owned(),
+                source: e,
+            }
+            .into());
         }
     }
     Ok(writer.finish(digest, Some(size))?)

@@ -53,14 +53,8 @@ fn loads_openssl_key_and_openssl_verifies_our_pae_signature() {
     // keyid = sha256 of the SPKI DER openssl writes.
     let der = openssl(d, &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"]);
     assert_eq!(public.to_spki_der(), der);
-    assert_eq!(
-        public.key_id().to_string(),
-        hex::encode(Sha256::digest(&der))
-    );
-    assert_eq!(
-        public.to_spki_pem(),
-        fs_err::read_to_string(d.join("pub.pem")).unwrap()
-    );
+    assert_eq!(public.key_id().to_string(), hex::encode(Sha256::digest(&der)));
+    assert_eq!(public.to_spki_pem(), fs_err::read_to_string(d.join("pub.pem")).unwrap());
 
     // Our signature over the PAE bytes verifies with openssl and with us.
     let mut env = Envelope::new(MANIFEST_PAYLOAD_TYPE, b"{\"version\":\"2.4.0\"}".to_vec());
@@ -76,8 +70,7 @@ fn loads_openssl_key_and_openssl_verifies_our_pae_signature() {
     let out = openssl(
         d,
         &[
-            "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "pae.bin",
-            "-sigfile", "sig.bin",
+            "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "pae.bin", "-sigfile", "sig.bin",
         ],
     );
     assert!(String::from_utf8_lossy(&out).contains("Signature Verified Successfully"));
@@ -88,8 +81,7 @@ fn loads_openssl_key_and_openssl_verifies_our_pae_signature() {
     fs_err::write(d.join("pae.bin"), pae).unwrap();
     let status = Command::new("openssl")
         .args([
-            "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "pae.bin",
-            "-sigfile", "sig.bin",
+            "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-in", "pae.bin", "-sigfile", "sig.bin",
         ])
         .current_dir(d)
         .output()
@@ -138,18 +130,14 @@ fn loads_encrypted_openssl_key_with_passphrase() {
     let path = genpkey(d, "enc.pem", &["-aes-256-cbc", "-pass", "pass:secret"]);
     let pem = fs_err::read_to_string(&path).unwrap();
     assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
-    let public =
-        PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "pass:secret"])).unwrap();
+    let public = PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "pass:secret"])).unwrap();
 
     let key = SigningKey::from_pkcs8_pem(&pem, Some(b"secret")).unwrap();
     assert_eq!(key.public_key(), public);
 
     let err = SigningKey::from_pkcs8_pem(&pem, None).unwrap_err();
     assert!(matches!(err, KeyError::PassphraseRequired), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "private key is encrypted and no passphrase was given"
-    );
+    assert_eq!(err.to_string(), "private key is encrypted and no passphrase was given");
 
     let err = SigningKey::from_pkcs8_pem(&pem, Some(b"wrong")).unwrap_err();
     assert!(matches!(err, KeyError::Decrypt { .. }), "{err:?}");
@@ -193,8 +181,7 @@ fn load_takes_passphrase_from_the_named_environment_variable() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let path = genpkey(d, "enc.pem", &["-aes-256-cbc", "-pass", "env:PATH"]);
-    let public =
-        PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "env:PATH"])).unwrap();
+    let public = PublicKey::load(pubout(d, "enc.pem", "enc.pub", &["-passin", "env:PATH"])).unwrap();
 
     let key = SigningKey::load(&path, "PATH").unwrap();
     assert_eq!(key.public_key(), public);

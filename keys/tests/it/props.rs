@@ -1,8 +1,6 @@
 //! Property tests: sign/verify round trips, every single-bit flip fails, parsers round-trip.
 
-use keys::{
-    Envelope, EnvelopeError, KeyError, KeyId, KeySet, SigningKey, TrustError, verify_envelope,
-};
+use keys::{Envelope, EnvelopeError, KeyError, KeyId, KeySet, SigningKey, TrustError, verify_envelope};
 use proptest::prelude::*;
 
 fn signed_envelope(seed: [u8; 32], payload_type: &str, payload: &[u8]) -> (Envelope, KeySet) {
@@ -18,9 +16,7 @@ fn assert_bad_signature(result: Result<(), TrustError>) -> Result<(), TestCaseEr
             source: KeyError::BadSignature { .. },
             ..
         }) => Ok(()),
-        other => Err(TestCaseError::fail(format!(
-            "expected BadSignature, got {other:?}"
-        ))),
+        other => Err(TestCaseError::fail(format!("expected BadSignature, got {other:?}"))),
     }
 }
 

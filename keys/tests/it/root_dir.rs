@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use keys::root_dir::{self, KeySetChange};
-use keys::{
-    Envelope, EnvelopeError, KeySetError, MAX_ENVELOPE_BYTES, Role, RootDirError, TrustError,
-};
+use keys::{Envelope, EnvelopeError, KeySetError, MAX_ENVELOPE_BYTES, Role, RootDirError, TrustError};
 
 use crate::fixtures::{key, pubs, release};
 
@@ -21,15 +19,7 @@ fn file_names(dir: &Path) -> Vec<String> {
 /// `1.root.json` with root keys 1 and 2 (threshold 2), signed by both; release key 10.
 fn initialized() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    root_dir::init(
-        dir.path(),
-        &[key(1), key(2)],
-        vec![],
-        Some(2),
-        pubs(&[&key(10)]),
-        None,
-    )
-    .unwrap();
+    root_dir::init(dir.path(), &[key(1), key(2)], vec![], Some(2), pubs(&[&key(10)]), None).unwrap();
     dir
 }
 
@@ -58,22 +48,22 @@ fn init_sign_rotate_then_the_directory_verifies() {
     // One of two root signatures so far.
     let err = root_dir::verify(d).unwrap_err();
     match &err {
-        RootDirError::Chain {
-            dir: in_dir,
-            source: TrustError::RootLink { version: 1, source },
-        } => {
+        RootDirError::Chain { dir: in_dir, source } => {
             assert_eq!(in_dir, d);
-            assert!(
-                matches!(
-                    **source,
-                    TrustError::ThresholdNotMet {
-                        role: Role::Root,
-                        have: 1,
-                        need: 2
-                    }
+            match &**source {
+                TrustError::RootLink { version: 1, source } => assert!(
+                    matches!(
+                        **source,
+                        TrustError::ThresholdNotMet {
+                            role: Role::Root,
+                            have: 1,
+                            need: 2
+                        }
+                    ),
+                    "{source:?}"
                 ),
-                "{source:?}"
-            );
+                other => panic!("unexpected {other:?}"),
+            }
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -98,16 +88,18 @@ fn init_sign_rotate_then_the_directory_verifies() {
     .unwrap();
     assert_eq!(path, d.join("2.root.json"));
     assert_eq!(doc.version, 2);
-    assert_eq!(
-        doc.release_keys.keys(),
-        pubs(&[&key(10)]).as_slice(),
-        "carried over"
-    );
+    assert_eq!(doc.release_keys.keys(), pubs(&[&key(10)]).as_slice(), "carried over");
     let verified = root_dir::verify(d).unwrap();
     assert_eq!(verified.current(), &doc);
 
     // The files are the envelopes' canonical bytes, and nothing else is left behind.
     assert_eq!(file_names(d), ["1.root.json", "2.root.json"]);
+    #[cfg(unix)]
+    for name in file_names(d) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs_err::metadata(d.join(&name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "{name} is public");
+    }
     let loaded = root_dir::load(d).unwrap();
     assert_eq!(fs_err::read(&path).unwrap(), loaded[1].to_canonical_json());
 }
@@ -127,9 +119,7 @@ fn rotate_release_keys_only() {
     .unwrap();
     assert_eq!(doc.release_keys.threshold(), 2);
     let verified = root_dir::verify(dir.path()).unwrap();
-    verified
-        .verify_release(&release(b"m", &[&key(11), &key(12)]))
-        .unwrap();
+    verified.verify_release(&release(b"m", &[&key(11), &key(12)])).unwrap();
 }
 
 #[test]
@@ -155,10 +145,7 @@ fn sign_refuses_keys_that_may_not_sign() {
         &[key(1), key(9)],
     )
     .unwrap_err();
-    assert!(
-        matches!(err, RootDirError::NotARootKey { version: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, RootDirError::NotARootKey { version: 2, .. }), "{err:?}");
     assert_eq!(file_names(dir.path()), ["1.root.json"], "nothing written");
 }
 
@@ -177,10 +164,7 @@ fn sign_refuses_a_second_signature_by_one_key() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(
-        fs_err::read(dir.path().join("1.root.json")).unwrap(),
-        before
-    );
+    assert_eq!(fs_err::read(dir.path().join("1.root.json")).unwrap(), before);
 }
 
 #[test]
@@ -194,10 +178,7 @@ fn sign_refuses_versions_not_in_the_directory() {
         );
         assert_eq!(
             err.to_string(),
-            format!(
-                "{} has no root version {version} (newest is 1)",
-                dir.path().display()
-            )
+            format!("{} has no root version {version} (newest is 1)", dir.path().display())
         );
     }
 }
@@ -216,13 +197,12 @@ fn sign_an_older_version_with_a_key_of_the_previous_root() {
     )
     .unwrap();
     // Root 2 still needs key 2 (old threshold 2).
-    assert!(matches!(
-        root_dir::verify(dir.path()).unwrap_err(),
-        RootDirError::Chain {
-            source: TrustError::RootLink { version: 2, .. },
-            ..
+    match root_dir::verify(dir.path()).unwrap_err() {
+        RootDirError::Chain { source, .. } => {
+            assert!(matches!(*source, TrustError::RootLink { version: 2, .. }), "{source:?}");
         }
-    ));
+        other => panic!("unexpected {other:?}"),
+    }
     root_dir::sign(dir.path(), Some(2), &key(2)).unwrap();
     assert_eq!(root_dir::verify(dir.path()).unwrap().len(), 2);
 }
@@ -246,10 +226,7 @@ fn refuses_key_sets_that_break_the_rules() {
             err,
             RootDirError::KeySet {
                 role: Role::Root,
-                source: KeySetError::ThresholdOutOfRange {
-                    threshold: 2,
-                    keys: 1
-                }
+                source: KeySetError::ThresholdOutOfRange { threshold: 2, keys: 1 }
             }
         ),
         "{err:?}"
@@ -263,10 +240,7 @@ fn refuses_key_sets_that_break_the_rules() {
             err,
             RootDirError::KeySet {
                 role: Role::Release,
-                source: KeySetError::ThresholdOutOfRange {
-                    threshold: 1,
-                    keys: 0
-                }
+                source: KeySetError::ThresholdOutOfRange { threshold: 1, keys: 0 }
             }
         ),
         "{err:?}"
@@ -278,8 +252,7 @@ fn refuses_key_sets_that_break_the_rules() {
 fn init_refuses_to_overwrite() {
     let dir = initialized();
     let before = fs_err::read(dir.path().join("1.root.json")).unwrap();
-    let err =
-        root_dir::init(dir.path(), &[key(5)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
+    let err = root_dir::init(dir.path(), &[key(5)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
     let path = dir.path().join("1.root.json");
     assert!(
         matches!(&err, RootDirError::Exists { path: p } if *p == path),
@@ -287,10 +260,7 @@ fn init_refuses_to_overwrite() {
     );
     assert_eq!(
         err.to_string(),
-        format!(
-            "{} already exists; refusing to overwrite it",
-            path.display()
-        )
+        format!("{} already exists; refusing to overwrite it", path.display())
     );
     assert_eq!(fs_err::read(&path).unwrap(), before);
 }
@@ -299,8 +269,7 @@ fn init_refuses_to_overwrite() {
 fn init_into_missing_directory_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let err =
-        root_dir::init(&missing, &[key(1)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
+    let err = root_dir::init(&missing, &[key(1)], vec![], None, pubs(&[&key(10)]), None).unwrap_err();
     let path = missing.join("1.root.json");
     assert!(
         matches!(&err, RootDirError::Write { path: p, .. } if *p == path),
@@ -377,10 +346,7 @@ fn load_refuses_gaps() {
     );
     assert_eq!(
         err.to_string(),
-        format!(
-            "{} has 3.root.json but no 2.root.json",
-            dir.path().display()
-        )
+        format!("{} has 3.root.json but no 2.root.json", dir.path().display())
     );
 }
 
@@ -434,9 +400,12 @@ fn load_refuses_a_release_envelope_as_root_file() {
     let env: Envelope = release(b"manifest", &[&key(10)]);
     fs_err::write(&path, env.to_canonical_json()).unwrap();
     let err = root_dir::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(&err, RootDirError::Root { path: p, source: TrustError::WrongPayloadType { .. } } if *p == path),
-        "{err:?}"
-    );
+    match &err {
+        RootDirError::Root { path: p, source } => {
+            assert_eq!(p, &path);
+            assert!(matches!(**source, TrustError::WrongPayloadType { .. }), "{source:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     assert_eq!(err.to_string(), format!("root file {}", path.display()));
 }

@@ -3,9 +3,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use keys::{
-    Envelope, EnvelopeError, KeyError, KeySetError, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, Role,
-    RootChain, RootDocument, RootError, Signature, TrustError, TrustedRoots, VerifiedChain,
-    verify_envelope,
+    Envelope, EnvelopeError, KeyError, KeySetError, MANIFEST_PAYLOAD_TYPE, ROOT_PAYLOAD_TYPE, Role, RootChain,
+    RootDocument, RootError, Signature, TrustError, TrustedRoots, VerifiedChain, verify_envelope,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -31,10 +30,7 @@ fn anchored_at_1(chain: &[Envelope]) -> TrustedRoots {
 
 /// The error of a chain link, checking its version and message.
 fn link_error(err: TrustError, want_version: u32) -> TrustError {
-    assert_eq!(
-        err.to_string(),
-        format!("root version {want_version} does not verify")
-    );
+    assert_eq!(err.to_string(), format!("root version {want_version} does not verify"));
     match err {
         TrustError::RootLink { version, source } => {
             assert_eq!(version, want_version);
@@ -64,12 +60,8 @@ fn accepts_chain_1_2_3() {
     assert_eq!(again, verified);
 
     // The current root governs releases.
-    verified
-        .verify_release(&release(b"manifest", &[&key(11)]))
-        .unwrap();
-    let err = verified
-        .verify_release(&release(b"manifest", &[&key(10)]))
-        .unwrap_err();
+    verified.verify_release(&release(b"manifest", &[&key(11)])).unwrap();
+    let err = verified.verify_release(&release(b"manifest", &[&key(10)])).unwrap_err();
     assert!(
         matches!(&err, TrustError::UnknownKey { keyid } if *keyid == key(10).key_id()),
         "{err:?}"
@@ -215,10 +207,7 @@ fn rejects_duplicate_signature_instead_of_counting_it_twice() {
     );
     // And its canonical bytes never parse back.
     let err = Envelope::parse_canonical(&env.to_canonical_json()).unwrap_err();
-    assert!(
-        matches!(err, EnvelopeError::DuplicateSignature { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, EnvelopeError::DuplicateSignature { .. }), "{err:?}");
 
     // Without the copy, one key is one signature: threshold 2 is not met.
     env.signatures.pop();
@@ -249,11 +238,7 @@ fn rejects_root_listing_one_key_twice() {
     let first = v["rootKeys"]["keys"][0].clone();
     let first_id = first["keyid"].as_str().unwrap().to_owned();
     v["rootKeys"]["keys"][1] = first;
-    let signer = if k1.key_id().to_string() == first_id {
-        &k1
-    } else {
-        &k2
-    };
+    let signer = if k1.key_id().to_string() == first_id { &k1 } else { &k2 };
     let mut env = Envelope::new(ROOT_PAYLOAD_TYPE, serde_json::to_vec(&v).unwrap());
     env.sign(signer).unwrap();
     let trusted = TrustedRoots::from_hashes(vec![(1, env.canonical_sha256())]);
@@ -365,8 +350,7 @@ fn rejects_weak_key_in_root() {
         b
     });
     let keyid = hex::encode(Sha256::digest(&der));
-    v["releaseKeys"]["keys"][0] =
-        serde_json::json!({"keyid": keyid, "publicKey": BASE64.encode(&der)});
+    v["releaseKeys"]["keys"][0] = serde_json::json!({"keyid": keyid, "publicKey": BASE64.encode(&der)});
     let env = signed_payload(serde_json::to_vec(&v).unwrap(), &k1);
     let err = TrustedRoots::from_envelopes(std::slice::from_ref(&env)).unwrap_err();
     assert_eq!(err.to_string(), "invalid root document");
@@ -402,10 +386,7 @@ fn rejects_non_canonical_root_envelope() {
     let chain = chain();
     let env = &chain[1];
     let canonical = String::from_utf8(env.to_canonical_json()).unwrap();
-    assert_eq!(
-        Envelope::parse_canonical(canonical.as_bytes()).unwrap(),
-        *env
-    );
+    assert_eq!(Envelope::parse_canonical(canonical.as_bytes()).unwrap(), *env);
     let v: serde_json::Value = serde_json::from_str(&canonical).unwrap();
     let sigs = v["signatures"].as_array().unwrap();
     let reordered = format!(
@@ -424,10 +405,7 @@ fn rejects_non_canonical_root_envelope() {
     ] {
         let err = Envelope::parse_canonical(bad.as_bytes()).unwrap_err();
         assert!(matches!(err, EnvelopeError::NotCanonical), "{bad}: {err:?}");
-        assert!(
-            err.to_string()
-                .starts_with("envelope is not in canonical form")
-        );
+        assert!(err.to_string().starts_with("envelope is not in canonical form"));
     }
 }
 
@@ -445,9 +423,7 @@ fn rejects_root_envelope_presented_as_release() {
     }
     assert_eq!(
         err.to_string(),
-        format!(
-            "envelope has payload type {ROOT_PAYLOAD_TYPE:?}, expected {MANIFEST_PAYLOAD_TYPE:?}"
-        )
+        format!("envelope has payload type {ROOT_PAYLOAD_TYPE:?}, expected {MANIFEST_PAYLOAD_TYPE:?}")
     );
 
     // And a release envelope in a root chain.
@@ -455,16 +431,10 @@ fn rejects_root_envelope_presented_as_release() {
     chain.push(release(b"manifest", &[&key(4)]));
     let err = RootChain::verify(&chain, &anchored_at_1(&chain)).unwrap_err();
     let inner = link_error(err, 4);
-    assert!(
-        matches!(inner, TrustError::WrongPayloadType { .. }),
-        "{inner:?}"
-    );
+    assert!(matches!(inner, TrustError::WrongPayloadType { .. }), "{inner:?}");
     // Or configured as a trusted root.
     let err = TrustedRoots::from_envelopes(&chain[3..]).unwrap_err();
-    assert!(
-        matches!(err, TrustError::WrongPayloadType { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::WrongPayloadType { .. }), "{err:?}");
 }
 
 #[test]
@@ -472,19 +442,13 @@ fn rejects_chain_shorter_than_trusted_root() {
     let chain = chain();
     let trusted = TrustedRoots::from_envelopes(&chain).unwrap();
     let err = RootChain::verify(&chain[..2], &trusted).unwrap_err();
-    assert!(
-        matches!(err, TrustError::ChainTooShort { have: 2, need: 3 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::ChainTooShort { have: 2, need: 3 }), "{err:?}");
     assert_eq!(
         err.to_string(),
         "root chain ends at version 2, older than the trusted root version 3"
     );
     let err = RootChain::verify(&[], &trusted).unwrap_err();
-    assert!(
-        matches!(err, TrustError::ChainTooShort { have: 0, need: 3 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::ChainTooShort { have: 0, need: 3 }), "{err:?}");
 }
 
 #[test]
@@ -494,10 +458,7 @@ fn rejects_trusted_root_with_different_bytes() {
     // The chain offers root 2 with one signature fewer: other bytes than the trusted root 2.
     chain[1].signatures.retain(|s| s.keyid != key(1).key_id());
     let err = RootChain::verify(&chain, &trusted).unwrap_err();
-    assert!(
-        matches!(err, TrustError::RootMismatch { version: 2 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::RootMismatch { version: 2 }), "{err:?}");
     assert_eq!(
         err.to_string(),
         "root version 2 differs from the root version 2 already trusted"
@@ -505,10 +466,7 @@ fn rejects_trusted_root_with_different_bytes() {
     // A persisted version 0 can never match.
     let trusted = TrustedRoots::from_hashes(vec![(0, [0; 32]), (1, chain[0].canonical_sha256())]);
     let err = RootChain::verify(&chain, &trusted).unwrap_err();
-    assert!(
-        matches!(err, TrustError::RootMismatch { version: 0 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::RootMismatch { version: 0 }), "{err:?}");
 }
 
 #[test]
@@ -516,16 +474,7 @@ fn rejects_chain_out_of_sequence() {
     let chain = chain();
     let skipped = [chain[0].clone(), chain[2].clone()];
     let err = RootChain::verify(&skipped, &anchored_at_1(&chain)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TrustError::ChainGap {
-                expected: 2,
-                found: 3
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, TrustError::ChainGap { expected: 2, found: 3 }), "{err:?}");
     assert_eq!(
         err.to_string(),
         "root chain is out of sequence: expected root version 2, found 3"

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::fields::{
-    FieldPath, FieldSet, MergeSchema, PathElement, display_path, fields_of, get_path, merge,
-    remove_path,
+    FieldPath, FieldSet, MergeSchema, PathElement, display_path, fields_of, get_path, merge, remove_path,
 };
 use crate::managed::{self, ManagedEntry, ownable};
 use crate::status::Cause;
@@ -45,9 +44,8 @@ pub fn apply(
         .map(|l| ownable(l, opts.subresource))
         .unwrap_or_else(|| empty.clone());
 
-    let is_applier = |e: &ManagedEntry| {
-        e.manager == opts.manager && e.operation == "Apply" && e.subresource == opts.subresource
-    };
+    let is_applier =
+        |e: &ManagedEntry| e.manager == opts.manager && e.operation == "Apply" && e.subresource == opts.subresource;
 
     // Conflicts: leaves owned by someone else whose live value differs.
     let mut conflicts: BTreeMap<(String, String), Vec<FieldPath>> = BTreeMap::new();
@@ -82,14 +80,25 @@ pub fn apply(
     let base = live.cloned().unwrap_or_else(|| json!({}));
     let mut result = if opts.subresource == "status" {
         let mut r = base.clone();
-        r["status"] = merge(&base["status"], &applied["status"], &mut vec!["status".to_string()], schema);
+        r["status"] = merge(
+            &base["status"],
+            &applied["status"],
+            &mut vec!["status".to_string()],
+            schema,
+        );
         r
     } else {
         let mut r = merge(&base, applied, &mut Vec::new(), schema);
         // Status is never written through the main resource when a subresource exists;
         // the caller restores it. Metadata the server owns stays the server's.
         if let (Some(meta), Some(live_meta)) = (r["metadata"].as_object_mut(), base["metadata"].as_object()) {
-            for k in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp"] {
+            for k in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+            ] {
                 match live_meta.get(k) {
                     Some(v) => {
                         meta.insert(k.to_string(), v.clone());
@@ -116,12 +125,17 @@ pub fn apply(
         .collect();
     let owned_by_others = |p: &FieldPath| others.iter().any(|o| o.starts_with(p));
     let mut dropped: Vec<&FieldPath> = previous.difference(&applied_set).collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    dropped.sort_by_key(|p| p.len());
+    let mut removed: Vec<&FieldPath> = Vec::new();
     for d in dropped {
-        if owned_by_others(d) || applied_set.iter().any(|a| a.starts_with(d)) {
+        if owned_by_others(d)
+            || applied_set.iter().any(|a| a.starts_with(d))
+            || removed.iter().any(|r| d.starts_with(r))
+        {
             continue;
         }
         if remove_path(&mut result, d, schema) {
+            removed.push(d);
             // Remove parents left empty that nobody owns.
             let mut parent = d.clone();
             while parent.pop().is_some() && !parent.is_empty() {
@@ -177,10 +191,7 @@ fn describe_conflicts(conflicts: &BTreeMap<(String, String), Vec<FieldPath>>) ->
             ));
         } else {
             let list: Vec<String> = paths.iter().map(|p| format!("- {}", display_path(p))).collect();
-            parts.push(format!(
-                "conflicts with \"{manager}\"{using}:\n{}",
-                list.join("\n")
-            ));
+            parts.push(format!("conflicts with \"{manager}\"{using}:\n{}", list.join("\n")));
         }
         for p in paths {
             causes.push(Cause {

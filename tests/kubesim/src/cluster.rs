@@ -142,9 +142,7 @@ impl Cluster {
 
     /// The preferred served version of a group-kind.
     pub fn kind_by_gk(&self, group: &str, kind: &str) -> Option<ResourceKind> {
-        self.kinds()
-            .find(|k| k.group == group && k.kind == kind)
-            .cloned()
+        self.kinds().find(|k| k.group == group && k.kind == kind).cloned()
     }
 
     fn refresh_custom_kinds(&mut self) {
@@ -205,7 +203,11 @@ impl Cluster {
     // ---- reads -------------------------------------------------------------------------
 
     fn key(kind: &ResourceKind, namespace: Option<&str>, name: &str) -> ObjectKey {
-        let ns = if kind.namespaced { namespace.unwrap_or("default") } else { "" };
+        let ns = if kind.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         ObjectKey::new(&kind.group, &kind.plural, ns, name)
     }
 
@@ -228,12 +230,12 @@ impl Cluster {
         let rv = self.store.resource_version();
         let (after, snapshot_rv) = match &opts.continue_token {
             Some(token) => {
-                let (rv_text, key) = token.split_once(':').ok_or_else(|| {
-                    ApiError::bad_request(format!("continue key is not valid: {token}"))
-                })?;
-                let token_rv: u64 = rv_text.parse().map_err(|_| {
-                    ApiError::bad_request(format!("continue key is not valid: {token}"))
-                })?;
+                let (rv_text, key) = token
+                    .split_once(':')
+                    .ok_or_else(|| ApiError::bad_request(format!("continue key is not valid: {token}")))?;
+                let token_rv: u64 = rv_text
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("continue key is not valid: {token}")))?;
                 if token_rv < self.store.oldest_watchable() {
                     return Err(ApiError::gone(
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
@@ -292,20 +294,33 @@ impl Cluster {
 
     /// Validates the schema of the body: unknown fields refused under Strict, pruned and
     /// warned about otherwise.
-    fn check_fields(kind: &ResourceKind, body: &mut Value, validation: FieldValidation) -> Result<Vec<String>, ApiError> {
+    fn check_fields(
+        kind: &ResourceKind,
+        body: &mut Value,
+        validation: FieldValidation,
+    ) -> Result<Vec<String>, ApiError> {
         let unknown: Vec<UnknownField> = schema::unknown_fields(kind, body);
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
         if validation == FieldValidation::Strict {
-            let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{}\"", u.path)).collect();
-            return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|u| format!("unknown field \"{}\"", u.path))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )));
         }
         for u in unknown.iter().rev() {
             schema::remove(body, &u.segments);
         }
         Ok(if validation == FieldValidation::Warn {
-            unknown.iter().map(|u| format!("unknown field \"{}\"", u.path)).collect()
+            unknown
+                .iter()
+                .map(|u| format!("unknown field \"{}\"", u.path))
+                .collect()
         } else {
             Vec::new()
         })
@@ -314,7 +329,9 @@ impl Cluster {
     fn check_identity(kind: &ResourceKind, body: &Value) -> Result<(), ApiError> {
         let api_version = body["apiVersion"].as_str().unwrap_or_default();
         let body_kind = body["kind"].as_str().unwrap_or_default();
-        if (!api_version.is_empty() && api_version != kind.api_version()) || (!body_kind.is_empty() && body_kind != kind.kind) {
+        if (!api_version.is_empty() && api_version != kind.api_version())
+            || (!body_kind.is_empty() && body_kind != kind.kind)
+        {
             return Err(ApiError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 kind.api_version()
@@ -349,7 +366,15 @@ impl Cluster {
         match &old {
             Some(old) => {
                 // Identity and server-owned metadata never change through a write.
-                for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for field in [
+                    "name",
+                    "namespace",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old["metadata"].get(field) {
                         Some(v) => new["metadata"][field] = v.clone(),
                         None => {
@@ -368,10 +393,10 @@ impl Cluster {
                 } else if kind.status {
                     new["status"] = old["status"].clone();
                 }
-                if new["status"].is_null() {
-                    if let Some(m) = new.as_object_mut() {
-                        m.shift_remove("status");
-                    }
+                if new["status"].is_null()
+                    && let Some(m) = new.as_object_mut()
+                {
+                    m.shift_remove("status");
                 }
             }
             None => {
@@ -385,10 +410,10 @@ impl Cluster {
                     m.shift_remove("namespace");
                 }
                 meta["name"] = json!(name);
-                if kind.status {
-                    if let Some(m) = new.as_object_mut() {
-                        m.shift_remove("status");
-                    }
+                if kind.status
+                    && let Some(m) = new.as_object_mut()
+                {
+                    m.shift_remove("status");
                 }
             }
         }
@@ -448,12 +473,24 @@ impl Cluster {
         // Ownership.
         let schema = Self::merge_schema(kind);
         match tracking {
-            Tracking::Update { manager, request_managed } => {
+            Tracking::Update {
+                manager,
+                request_managed,
+            } => {
                 let entries = match request_managed {
                     Some(entries) => entries,
                     None => old.as_ref().map(managed::read).unwrap_or_default(),
                 };
-                managed::record_update(old.as_ref(), &mut new, entries, manager, &kind.api_version(), subresource, &time, schema.as_ref());
+                managed::record_update(
+                    old.as_ref(),
+                    &mut new,
+                    entries,
+                    manager,
+                    &kind.api_version(),
+                    subresource,
+                    &time,
+                    schema.as_ref(),
+                );
             }
             Tracking::Applied => {
                 let mut entries = managed::read(&new);
@@ -481,6 +518,12 @@ impl Cluster {
             return Ok(Self::present(kind, &gone));
         }
 
+        if let Some(old) = &old
+            && without_times(old) == without_times(&new)
+        {
+            // A no-op write keeps the resourceVersion, as on a real server.
+            return Ok(Self::present(kind, old));
+        }
         let stored = self.store.put(key.clone(), new);
         if key.group == CRD_GROUP && key.resource == CRD_RESOURCE {
             self.establish_crd(&key);
@@ -496,16 +539,22 @@ impl Cluster {
         let Some(crd) = self.store.get(key).cloned() else {
             return;
         };
-        if crd["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True")
-        }) {
+        if crd["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+        {
             return;
         }
         let mut crd = crd;
         let time = now();
         let stored: Vec<Value> = crd["spec"]["versions"]
             .as_array()
-            .map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect())
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v["storage"] == true)
+                    .map(|v| v["name"].clone())
+                    .collect()
+            })
             .unwrap_or_default();
         crd["status"] = json!({
             "acceptedNames": crd["spec"]["names"].clone(),
@@ -518,7 +567,13 @@ impl Cluster {
         self.store.put(key.clone(), crd);
     }
 
-    pub fn create(&mut self, kind: &ResourceKind, namespace: Option<&str>, mut body: Value, opts: &WriteOptions) -> Result<Reply, ApiError> {
+    pub fn create(
+        &mut self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Reply, ApiError> {
         if kind.create_only {
             return Ok(Reply {
                 code: 201,
@@ -529,17 +584,18 @@ impl Cluster {
         Self::check_identity(kind, &body)?;
         let warnings = Self::check_fields(kind, &mut body, opts.field_validation)?;
         let mut name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if name.is_empty() {
-            if let Some(prefix) = body["metadata"]["generateName"].as_str() {
-                name = format!("{prefix}{}", self.random_suffix());
-            }
+        if name.is_empty()
+            && let Some(prefix) = body["metadata"]["generateName"].as_str()
+        {
+            name = format!("{prefix}{}", self.random_suffix());
         }
-        if let (Some(ns), Some(body_ns)) = (namespace, body["metadata"]["namespace"].as_str()) {
-            if kind.namespaced && ns != body_ns {
-                return Err(ApiError::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
+        if let (Some(ns), Some(body_ns)) = (namespace, body["metadata"]["namespace"].as_str())
+            && kind.namespaced
+            && ns != body_ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let key = Self::key(kind, namespace, &name);
         if kind.namespaced {
@@ -550,7 +606,18 @@ impl Cluster {
         }
         let manager = opts.field_manager.clone().unwrap_or_else(|| "unknown".to_string());
         let request_managed = None;
-        let created = self.commit(kind, key, None, body, "", opts, Tracking::Update { manager: &manager, request_managed })?;
+        let created = self.commit(
+            kind,
+            key,
+            None,
+            body,
+            "",
+            opts,
+            Tracking::Update {
+                manager: &manager,
+                request_managed,
+            },
+        )?;
         Ok(Reply {
             code: 201,
             body: created,
@@ -570,33 +637,45 @@ impl Cluster {
     ) -> Result<Reply, ApiError> {
         Self::check_identity(kind, &body)?;
         let warnings = Self::check_fields(kind, &mut body, opts.field_validation)?;
-        if let Some(body_name) = body["metadata"]["name"].as_str() {
-            if body_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(body_name) = body["metadata"]["name"].as_str()
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
         }
         let key = Self::key(kind, namespace, name);
         let Some(old) = self.store.get(&key).cloned() else {
             return Err(ApiError::not_found(&kind.group, &kind.plural, name));
         };
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str() {
-            if !rv.is_empty() && Some(rv) != old["metadata"]["resourceVersion"].as_str() {
-                return Err(ApiError::conflict(
-                    &kind.group,
-                    &kind.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict(
+                &kind.group,
+                &kind.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let manager = opts.field_manager.clone().unwrap_or_else(|| "unknown".to_string());
         let request_managed = body["metadata"]["managedFields"]
             .as_array()
             .filter(|a| !a.is_empty())
             .map(|_| managed::read(&body));
-        let updated = self.commit(kind, key, Some(old), body, subresource, opts, Tracking::Update { manager: &manager, request_managed })?;
+        let updated = self.commit(
+            kind,
+            key,
+            Some(old),
+            body,
+            subresource,
+            opts,
+            Tracking::Update {
+                manager: &manager,
+                request_managed,
+            },
+        )?;
         Ok(Reply {
             code: 200,
             body: updated,
@@ -637,7 +716,9 @@ impl Cluster {
                     .map_err(|e| ApiError::bad_request(format!("the JSON patch is not valid: {e}")))?;
                 let mut target = old.clone();
                 json_patch::patch(&mut target, &ops).map_err(|e| {
-                    ApiError::new_invalid_patch(format!("the server rejected our request due to an error in our request: {e}"))
+                    ApiError::new_invalid_patch(format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ))
                 })?;
                 target
             }
@@ -648,13 +729,29 @@ impl Cluster {
             }
         };
         let warnings = Self::check_fields(kind, &mut patched, opts.field_validation)?;
-        if let Some(rv) = patched["metadata"]["resourceVersion"].as_str() {
-            if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
-                return Err(ApiError::conflict(&kind.group, &kind.plural, name, "the object has been modified; please apply your changes to the latest version and try again"));
-            }
+        if let Some(rv) = patched["metadata"]["resourceVersion"].as_str()
+            && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+        {
+            return Err(ApiError::conflict(
+                &kind.group,
+                &kind.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let manager = opts.field_manager.clone().unwrap_or_else(|| "unknown".to_string());
-        let updated = self.commit(kind, key, Some(old), patched, subresource, opts, Tracking::Update { manager: &manager, request_managed: None })?;
+        let updated = self.commit(
+            kind,
+            key,
+            Some(old),
+            patched,
+            subresource,
+            opts,
+            Tracking::Update {
+                manager: &manager,
+                request_managed: None,
+            },
+        )?;
         Ok(Reply {
             code: 200,
             body: updated,
@@ -679,8 +776,12 @@ impl Cluster {
         if !applied.is_object() {
             return Err(ApiError::bad_request("the applied configuration is not an object"));
         }
-        if applied["apiVersion"].as_str().is_none_or(str::is_empty) || applied["kind"].as_str().is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request("invalid object type: apiVersion and kind must be set in an applied configuration"));
+        if applied["apiVersion"].as_str().is_none_or(str::is_empty)
+            || applied["kind"].as_str().is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(
+                "invalid object type: apiVersion and kind must be set in an applied configuration",
+            ));
         }
         Self::check_identity(kind, &applied)?;
         let body_name = applied["metadata"]["name"].as_str().unwrap_or_default();
@@ -690,10 +791,13 @@ impl Cluster {
                 key.name
             )));
         }
-        if let Some(ns) = applied["metadata"]["namespace"].as_str() {
-            if kind.namespaced && ns != key.namespace {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
-            }
+        if let Some(ns) = applied["metadata"]["namespace"].as_str()
+            && kind.namespaced
+            && ns != key.namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let warnings = Self::check_fields(kind, &mut applied, opts.field_validation)?;
         if old.is_none() {
@@ -702,10 +806,15 @@ impl Cluster {
             }
             self.check_namespace(kind, &key.namespace)?;
         }
-        if let (Some(old), Some(rv)) = (&old, applied["metadata"]["resourceVersion"].as_str()) {
-            if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
-                return Err(ApiError::conflict(&kind.group, &kind.plural, &key.name, "the object has been modified; please apply your changes to the latest version and try again"));
-            }
+        if let (Some(old), Some(rv)) = (&old, applied["metadata"]["resourceVersion"].as_str())
+            && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict(
+                &kind.group,
+                &kind.plural,
+                &key.name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let schema = Self::merge_schema(kind);
         let time = now();
@@ -717,9 +826,8 @@ impl Cluster {
             subresource,
             time: &time,
         };
-        let merged = apply(old.as_ref(), &applied, &aopts, schema.as_ref()).map_err(|c| {
-            ApiError::apply_conflict(&kind.group, &kind.plural, &key.name, c.message, &c.causes)
-        })?;
+        let merged = apply(old.as_ref(), &applied, &aopts, schema.as_ref())
+            .map_err(|c| ApiError::apply_conflict(&kind.group, &kind.plural, &key.name, c.message, &c.causes))?;
         drop(schema);
         let created = old.is_none();
         let result = self.commit(kind, key, old, merged, subresource, opts, Tracking::Applied)?;
@@ -745,13 +853,18 @@ impl Cluster {
         let Some(obj) = self.store.get(&key).cloned() else {
             return Err(ApiError::not_found(&kind.group, &kind.plural, name));
         };
-        if let Some(rv) = precondition_rv {
-            if Some(rv) != obj["metadata"]["resourceVersion"].as_str() {
-                return Err(ApiError::conflict(&kind.group, &kind.plural, name, &format!(
+        if let Some(rv) = precondition_rv
+            && Some(rv) != obj["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::conflict(
+                &kind.group,
+                &kind.plural,
+                name,
+                &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                     obj["metadata"]["resourceVersion"].as_str().unwrap_or_default()
-                )));
-            }
+                ),
+            ));
         }
         if dry_run {
             return Ok(Reply::ok(Self::present(kind, &obj)));
@@ -771,8 +884,22 @@ impl Cluster {
         }
     }
 
-    pub fn delete_collection(&mut self, kind: &ResourceKind, namespace: Option<&str>, opts: &ListOptions, propagation: Propagation) -> Result<Reply, ApiError> {
-        let list = self.list(kind, namespace, &ListOptions { limit: None, continue_token: None, ..opts.clone() })?;
+    pub fn delete_collection(
+        &mut self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        propagation: Propagation,
+    ) -> Result<Reply, ApiError> {
+        let list = self.list(
+            kind,
+            namespace,
+            &ListOptions {
+                limit: None,
+                continue_token: None,
+                ..opts.clone()
+            },
+        )?;
         for item in list["items"].as_array().cloned().unwrap_or_default() {
             let ns = item["metadata"]["namespace"].as_str().map(str::to_string);
             let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
@@ -802,7 +929,12 @@ impl Cluster {
                 let stored = self.store.put(key.clone(), obj);
                 self.empty_namespace(&key.name);
                 self.settle();
-                return self.store.get(key).cloned().or(Some(stored)).filter(|_| self.store.get(key).is_some());
+                return self
+                    .store
+                    .get(key)
+                    .cloned()
+                    .or(Some(stored))
+                    .filter(|_| self.store.get(key).is_some());
             }
             return Some(obj);
         }
@@ -855,7 +987,12 @@ impl Cluster {
     }
 
     fn empty_namespace(&mut self, namespace: &str) {
-        let keys: Vec<ObjectKey> = self.store.all().filter(|(k, _)| k.namespace == namespace).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<ObjectKey> = self
+            .store
+            .all()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             self.delete_key(&k, Propagation::Background);
         }
@@ -876,7 +1013,9 @@ impl Cluster {
                 .all()
                 .filter(|(_, o)| {
                     !o["metadata"]["deletionTimestamp"].is_null()
-                        && o["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
+                        && o["metadata"]["finalizers"]
+                            .as_array()
+                            .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
                 })
                 .filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_string))
                 .collect();
@@ -907,7 +1046,11 @@ impl Cluster {
             let finished: Vec<ObjectKey> = self
                 .store
                 .all()
-                .filter(|(_, o)| o["metadata"]["uid"].as_str().is_some_and(|u| deleting_foreground.contains(u)))
+                .filter(|(_, o)| {
+                    o["metadata"]["uid"]
+                        .as_str()
+                        .is_some_and(|u| deleting_foreground.contains(u))
+                })
                 .filter(|(_, o)| {
                     let uid = o["metadata"]["uid"].as_str().unwrap_or_default();
                     !self.store.all().any(|(_, d)| owner_uids(d).contains(uid))
@@ -991,7 +1134,14 @@ impl Cluster {
 
     /// Writes by the simulator's own controllers: a status (or whole-object) update under
     /// a controller's field manager, skipped when nothing changes.
-    pub fn controller_write(&mut self, group: &str, kind_name: &str, object: Value, subresource: &str, manager: &str) -> Option<Value> {
+    pub fn controller_write(
+        &mut self,
+        group: &str,
+        kind_name: &str,
+        object: Value,
+        subresource: &str,
+        manager: &str,
+    ) -> Option<Value> {
         let kind = self.kind_by_gk(group, kind_name)?;
         let ns = object["metadata"]["namespace"].as_str().map(str::to_string);
         let name = object["metadata"]["name"].as_str()?.to_string();
@@ -1010,9 +1160,34 @@ impl Cluster {
                         return Some(old);
                     }
                 }
-                self.commit(&kind, key, Some(old), object, subresource, &opts, Tracking::Update { manager, request_managed: None }).ok()
+                self.commit(
+                    &kind,
+                    key,
+                    Some(old),
+                    object,
+                    subresource,
+                    &opts,
+                    Tracking::Update {
+                        manager,
+                        request_managed: None,
+                    },
+                )
+                .ok()
             }
-            None => self.commit(&kind, key, None, object, "", &opts, Tracking::Update { manager, request_managed: None }).ok(),
+            None => self
+                .commit(
+                    &kind,
+                    key,
+                    None,
+                    object,
+                    "",
+                    &opts,
+                    Tracking::Update {
+                        manager,
+                        request_managed: None,
+                    },
+                )
+                .ok(),
         }
     }
 
@@ -1045,10 +1220,30 @@ enum Tracking<'a> {
     Applied,
 }
 
+/// An object without its resourceVersion and managedFields timestamps, to detect no-ops.
+fn without_times(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(meta) = o["metadata"].as_object_mut() {
+        meta.shift_remove("resourceVersion");
+    }
+    if let Some(entries) = o["metadata"]["managedFields"].as_array_mut() {
+        for e in entries {
+            if let Some(m) = e.as_object_mut() {
+                m.shift_remove("time");
+            }
+        }
+    }
+    o
+}
+
 fn owner_uids(object: &Value) -> BTreeSet<String> {
     object["metadata"]["ownerReferences"]
         .as_array()
-        .map(|refs| refs.iter().filter_map(|r| r["uid"].as_str().map(str::to_string)).collect())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -4,10 +4,10 @@
 use serde_json::{Value, json};
 
 fn set_default(obj: &mut Value, key: &str, value: Value) {
-    if let Some(map) = obj.as_object_mut() {
-        if map.get(key).is_none_or(Value::is_null) {
-            map.insert(key.to_string(), value);
-        }
+    if let Some(map) = obj.as_object_mut()
+        && map.get(key).is_none_or(Value::is_null)
+    {
+        map.insert(key.to_string(), value);
     }
 }
 

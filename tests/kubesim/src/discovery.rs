@@ -27,7 +27,7 @@ pub fn version() -> Value {
 }
 
 /// Groups in first-seen order, each with its versions in first-seen order.
-fn groups<'a>(kinds: &[&'a ResourceKind]) -> Vec<(String, Vec<String>)> {
+fn groups(kinds: &[&ResourceKind]) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for k in kinds.iter().filter(|k| !k.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == k.group) {
@@ -68,15 +68,12 @@ pub fn api_group_list(kinds: &[&ResourceKind]) -> Value {
 }
 
 pub fn api_group(kinds: &[&ResourceKind], group: &str) -> Option<Value> {
-    groups(kinds)
-        .into_iter()
-        .find(|(g, _)| g == group)
-        .map(|(g, vs)| {
-            let mut v = group_json(&g, &vs);
-            v["kind"] = json!("APIGroup");
-            v["apiVersion"] = json!("v1");
-            v
-        })
+    groups(kinds).into_iter().find(|(g, _)| g == group).map(|(g, vs)| {
+        let mut v = group_json(&g, &vs);
+        v["kind"] = json!("APIGroup");
+        v["apiVersion"] = json!("v1");
+        v
+    })
 }
 
 /// `APIResourceList` of one group-version, or `None` when nothing is served there.

@@ -54,10 +54,15 @@ impl MergeSchema for BuiltinSchema {
         };
         let keys = |ks: &[&str]| ListType::Map(ks.iter().map(|k| k.to_string()).collect());
         match last {
-            "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-            | "imagePullSecrets" | "resourceClaims" | "schedulingGates" | "webhooks" => {
-                keys(&["name"])
-            }
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "env"
+            | "volumes"
+            | "imagePullSecrets"
+            | "resourceClaims"
+            | "schedulingGates"
+            | "webhooks" => keys(&["name"]),
             "volumeMounts" => keys(&["mountPath"]),
             "volumeDevices" => keys(&["devicePath"]),
             "conditions" => keys(&["type"]),
@@ -69,9 +74,7 @@ impl MergeSchema for BuiltinSchema {
             "ports" if self.kind == "Service" && fields.len() == 2 => keys(&["port", "protocol"]),
             "ownerReferences" if parent == "metadata" => keys(&["uid"]),
             "finalizers" if parent == "metadata" => ListType::Set,
-            "versions" if self.kind == "CustomResourceDefinition" && parent == "spec" => {
-                keys(&["name"])
-            }
+            "versions" if self.kind == "CustomResourceDefinition" && parent == "spec" => keys(&["name"]),
             _ => ListType::Atomic,
         }
     }
@@ -109,10 +112,7 @@ impl CrdSchema<'_> {
 impl MergeSchema for CrdSchema<'_> {
     fn list_type(&self, fields: &[String]) -> ListType {
         if fields.len() == 2 && fields[0] == "metadata" {
-            return BuiltinSchema {
-                kind: String::new(),
-            }
-            .list_type(fields);
+            return BuiltinSchema { kind: String::new() }.list_type(fields);
         }
         let Some(node) = self.node(fields) else {
             return ListType::Atomic;
@@ -122,11 +122,7 @@ impl MergeSchema for CrdSchema<'_> {
             Some("map") => ListType::Map(
                 node["x-kubernetes-list-map-keys"]
                     .as_array()
-                    .map(|ks| {
-                        ks.iter()
-                            .filter_map(|k| k.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|ks| ks.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
             ),
             _ => ListType::Atomic,
@@ -269,9 +265,7 @@ pub fn remove_path(value: &mut Value, path: &[PathElement], schema: &dyn MergeSc
         }
     }
     match last {
-        PathElement::Field(f) => cur
-            .as_object_mut()
-            .is_some_and(|m| m.shift_remove(f).is_some()),
+        PathElement::Field(f) => cur.as_object_mut().is_some_and(|m| m.shift_remove(f).is_some()),
         PathElement::Key(k) => {
             let ListType::Map(keys) = schema.list_type(&field_names(parent_path)) else {
                 return false;
@@ -284,7 +278,7 @@ pub fn remove_path(value: &mut Value, path: &[PathElement], schema: &dyn MergeSc
         }
         PathElement::Value(v) => cur.as_array_mut().is_some_and(|items| {
             let before = items.len();
-            items.retain(|item| item.to_string() != *v);
+            items.retain(|item| serde_json::to_string(item).ok().as_ref() != Some(v));
             items.len() != before
         }),
         PathElement::Index(_) => false,
@@ -312,10 +306,9 @@ pub fn merge(live: &Value, applied: &Value, path: &mut Vec<String>, schema: &dyn
                 let mut out = l.clone();
                 for item in a {
                     let key = element_key(item, &keys);
-                    let pos = key.as_ref().and_then(|k| {
-                        out.iter()
-                            .position(|o| element_key(o, &keys).as_ref() == Some(k))
-                    });
+                    let pos = key
+                        .as_ref()
+                        .and_then(|k| out.iter().position(|o| element_key(o, &keys).as_ref() == Some(k)));
                     match pos {
                         Some(p) => {
                             let merged = merge(&out[p], item, path, schema);
@@ -402,10 +395,8 @@ fn walk_v1(value: &Value, path: &mut FieldPath, out: &mut FieldSet) {
     let Some(map) = value.as_object() else {
         return;
     };
-    if map.is_empty() || map.contains_key(".") {
-        if !path.is_empty() {
-            out.insert(path.clone());
-        }
+    if (map.is_empty() || map.contains_key(".")) && !path.is_empty() {
+        out.insert(path.clone());
     }
     for (k, v) in map {
         let step = if let Some(f) = k.strip_prefix("f:") {
@@ -497,7 +488,10 @@ mod tests {
         let mut m = merged;
         assert!(remove_path(
             &mut m,
-            &[PathElement::Field("env".into()), PathElement::Key("{\"name\":\"A\"}".into())],
+            &[
+                PathElement::Field("env".into()),
+                PathElement::Key("{\"name\":\"A\"}".into())
+            ],
             &schema
         ));
         assert_eq!(m, json!({"env": [{"name": "B", "value": "3"}]}));

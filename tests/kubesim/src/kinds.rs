@@ -86,6 +86,7 @@ struct Builtin {
     tier: Tier,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn b(
     group: &'static str,
     version: &'static str,
@@ -193,10 +194,7 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
 pub fn kinds_from_crd(crd: &Value) -> Vec<ResourceKind> {
     let established = crd["status"]["conditions"]
         .as_array()
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Established" && c["status"] == "True")
-        });
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
     if !established || !crd["metadata"]["deletionTimestamp"].is_null() {
         return Vec::new();
     }
@@ -210,11 +208,7 @@ pub fn kinds_from_crd(crd: &Value) -> Vec<ResourceKind> {
     };
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     };
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
@@ -256,10 +250,7 @@ pub fn kinds_from_crd(crd: &Value) -> Vec<ResourceKind> {
                 create_only: false,
                 tier: Tier::Custom,
                 printer_columns,
-                schema: v
-                    .get("schema")
-                    .and_then(|s| s.get("openAPIV3Schema"))
-                    .cloned(),
+                schema: v.get("schema").and_then(|s| s.get("openAPIV3Schema")).cloned(),
             })
         })
         .collect()

@@ -134,11 +134,9 @@ impl Simulator {
                 source,
             })?;
         let kubeconfig_path = kubeconfig_dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig_path, kubeconfig::render(&url)).map_err(|source| {
-            SimError::Kubeconfig {
-                path: kubeconfig_path.clone(),
-                source,
-            }
+        std::fs::write(&kubeconfig_path, kubeconfig::render(&url)).map_err(|source| SimError::Kubeconfig {
+            path: kubeconfig_path.clone(),
+            source,
         })?;
         let app = server::router(server::AppState {
             cluster: cluster.clone(),

@@ -27,9 +27,23 @@ async fn main() -> ExitCode {
     };
     println!("{}", sim.kubeconfig_path().display());
     eprintln!("kubesim serving {} (Ctrl-C to stop)", sim.url());
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("error: waiting for Ctrl-C: {e}");
-        return ExitCode::from(1);
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: installing the SIGTERM handler: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(e) = result {
+                eprintln!("error: waiting for Ctrl-C: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        _ = terminate.recv() => {}
     }
+    // Dropping the simulator removes its kubeconfig directory.
+    drop(sim);
     ExitCode::SUCCESS
 }

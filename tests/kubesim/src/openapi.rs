@@ -118,7 +118,10 @@ pub fn index(kinds: &[&ResourceKind]) -> Value {
     for (g, v) in gvs {
         let p = gv_path(&g, &v);
         let h = hash(&document(kinds, &g, &v));
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
+        );
     }
     json!({"paths": paths})
 }

@@ -20,28 +20,91 @@ pub struct UnknownField {
 }
 
 const METADATA: &[&str] = &[
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
-    "annotations", "ownerReferences", "finalizers", "managedFields",
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 ];
 
 const CONTAINER: &[&str] = &[
-    "name", "image", "command", "args", "workingDir", "ports", "envFrom", "env", "resources",
-    "resizePolicy", "restartPolicy", "volumeMounts", "volumeDevices", "livenessProbe",
-    "readinessProbe", "startupProbe", "lifecycle", "terminationMessagePath",
-    "terminationMessagePolicy", "imagePullPolicy", "securityContext", "stdin", "stdinOnce", "tty",
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "ports",
+    "envFrom",
+    "env",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "volumeMounts",
+    "volumeDevices",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
 ];
 
 const POD_SPEC: &[&str] = &[
-    "volumes", "initContainers", "containers", "ephemeralContainers", "restartPolicy",
-    "terminationGracePeriodSeconds", "activeDeadlineSeconds", "dnsPolicy", "nodeSelector",
-    "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "nodeName",
-    "hostNetwork", "hostPID", "hostIPC", "shareProcessNamespace", "securityContext",
-    "imagePullSecrets", "hostname", "subdomain", "affinity", "schedulerName", "tolerations",
-    "hostAliases", "priorityClassName", "priority", "dnsConfig", "readinessGates",
-    "runtimeClassName", "enableServiceLinks", "preemptionPolicy", "overhead",
-    "topologySpreadConstraints", "setHostnameAsFQDN", "os", "hostUsers", "schedulingGates",
-    "resourceClaims", "resources",
+    "volumes",
+    "initContainers",
+    "containers",
+    "ephemeralContainers",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "dnsPolicy",
+    "nodeSelector",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+    "nodeName",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "shareProcessNamespace",
+    "securityContext",
+    "imagePullSecrets",
+    "hostname",
+    "subdomain",
+    "affinity",
+    "schedulerName",
+    "tolerations",
+    "hostAliases",
+    "priorityClassName",
+    "priority",
+    "dnsConfig",
+    "readinessGates",
+    "runtimeClassName",
+    "enableServiceLinks",
+    "preemptionPolicy",
+    "overhead",
+    "topologySpreadConstraints",
+    "setHostnameAsFQDN",
+    "os",
+    "hostUsers",
+    "schedulingGates",
+    "resourceClaims",
+    "resources",
 ];
 
 const TEMPLATE: &[&str] = &["metadata", "spec"];
@@ -51,8 +114,23 @@ fn known_keys(kind: &str, path: &[String]) -> Option<&'static [&'static str]> {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let top: &'static [&'static str] = match kind {
         "ConfigMap" => &["apiVersion", "kind", "metadata", "data", "binaryData", "immutable"],
-        "Secret" => &["apiVersion", "kind", "metadata", "data", "stringData", "type", "immutable"],
-        "ServiceAccount" => &["apiVersion", "kind", "metadata", "secrets", "imagePullSecrets", "automountServiceAccountToken"],
+        "Secret" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "data",
+            "stringData",
+            "type",
+            "immutable",
+        ],
+        "ServiceAccount" => &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
         "Role" => &["apiVersion", "kind", "metadata", "rules"],
         "ClusterRole" => &["apiVersion", "kind", "metadata", "rules", "aggregationRule"],
         "RoleBinding" | "ClusterRoleBinding" => &["apiVersion", "kind", "metadata", "subjects", "roleRef"],
@@ -60,12 +138,77 @@ fn known_keys(kind: &str, path: &[String]) -> Option<&'static [&'static str]> {
         _ => &["apiVersion", "kind", "metadata", "spec", "status"],
     };
     let workload_spec: Option<&'static [&'static str]> = match kind {
-        "Deployment" => Some(&["replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused", "progressDeadlineSeconds"]),
+        "Deployment" => Some(&[
+            "replicas",
+            "selector",
+            "template",
+            "strategy",
+            "minReadySeconds",
+            "revisionHistoryLimit",
+            "paused",
+            "progressDeadlineSeconds",
+        ]),
         "ReplicaSet" => Some(&["replicas", "minReadySeconds", "selector", "template"]),
-        "StatefulSet" => Some(&["replicas", "selector", "template", "volumeClaimTemplates", "serviceName", "podManagementPolicy", "updateStrategy", "revisionHistoryLimit", "minReadySeconds", "persistentVolumeClaimRetentionPolicy", "ordinals"]),
-        "DaemonSet" => Some(&["selector", "template", "updateStrategy", "minReadySeconds", "revisionHistoryLimit"]),
-        "Job" => Some(&["parallelism", "completions", "activeDeadlineSeconds", "podFailurePolicy", "successPolicy", "backoffLimit", "backoffLimitPerIndex", "maxFailedIndexes", "selector", "manualSelector", "template", "ttlSecondsAfterFinished", "completionMode", "suspend", "podReplacementPolicy", "managedBy"]),
-        "Service" => Some(&["ports", "selector", "clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity", "loadBalancerIP", "loadBalancerSourceRanges", "externalName", "externalTrafficPolicy", "healthCheckNodePort", "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy", "trafficDistribution"]),
+        "StatefulSet" => Some(&[
+            "replicas",
+            "selector",
+            "template",
+            "volumeClaimTemplates",
+            "serviceName",
+            "podManagementPolicy",
+            "updateStrategy",
+            "revisionHistoryLimit",
+            "minReadySeconds",
+            "persistentVolumeClaimRetentionPolicy",
+            "ordinals",
+        ]),
+        "DaemonSet" => Some(&[
+            "selector",
+            "template",
+            "updateStrategy",
+            "minReadySeconds",
+            "revisionHistoryLimit",
+        ]),
+        "Job" => Some(&[
+            "parallelism",
+            "completions",
+            "activeDeadlineSeconds",
+            "podFailurePolicy",
+            "successPolicy",
+            "backoffLimit",
+            "backoffLimitPerIndex",
+            "maxFailedIndexes",
+            "selector",
+            "manualSelector",
+            "template",
+            "ttlSecondsAfterFinished",
+            "completionMode",
+            "suspend",
+            "podReplacementPolicy",
+            "managedBy",
+        ]),
+        "Service" => Some(&[
+            "ports",
+            "selector",
+            "clusterIP",
+            "clusterIPs",
+            "type",
+            "externalIPs",
+            "sessionAffinity",
+            "loadBalancerIP",
+            "loadBalancerSourceRanges",
+            "externalName",
+            "externalTrafficPolicy",
+            "healthCheckNodePort",
+            "publishNotReadyAddresses",
+            "sessionAffinityConfig",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "allocateLoadBalancerNodePorts",
+            "loadBalancerClass",
+            "internalTrafficPolicy",
+            "trafficDistribution",
+        ]),
         _ => None,
     };
     match p.as_slice() {
@@ -82,7 +225,13 @@ fn known_keys(kind: &str, path: &[String]) -> Option<&'static [&'static str]> {
     }
 }
 
-fn walk_builtin(kind: &str, value: &Value, names: &mut Vec<String>, segs: &mut Vec<Segment>, out: &mut Vec<UnknownField>) {
+fn walk_builtin(
+    kind: &str,
+    value: &Value,
+    names: &mut Vec<String>,
+    segs: &mut Vec<Segment>,
+    out: &mut Vec<UnknownField>,
+) {
     match value {
         Value::Object(map) => {
             let known = known_keys(kind, names);
@@ -93,7 +242,9 @@ fn walk_builtin(kind: &str, value: &Value, names: &mut Vec<String>, segs: &mut V
                         path: display(segs),
                         segments: segs.clone(),
                     });
-                } else if !(names.is_empty() && k == "status") && !matches!(k.as_str(), "labels" | "annotations" | "data" | "stringData") {
+                } else if !(matches!(k.as_str(), "labels" | "annotations" | "data" | "stringData")
+                    || (names.is_empty() && k == "status"))
+                {
                     names.push(k.clone());
                     walk_builtin(kind, v, names, segs, out);
                     names.pop();
@@ -129,7 +280,10 @@ fn walk_schema(schema: &Value, value: &Value, segs: &mut Vec<Segment>, out: &mut
                         for mk in m.keys() {
                             if !METADATA.contains(&mk.as_str()) {
                                 segs.push(Segment::Key(mk.clone()));
-                                out.push(UnknownField { path: display(segs), segments: segs.clone() });
+                                out.push(UnknownField {
+                                    path: display(segs),
+                                    segments: segs.clone(),
+                                });
                                 segs.pop();
                             }
                         }
@@ -140,7 +294,10 @@ fn walk_schema(schema: &Value, value: &Value, segs: &mut Vec<Segment>, out: &mut
                     walk_schema(additional, v, segs, out, false);
                 } else if additional == true || schema["x-kubernetes-preserve-unknown-fields"] == true {
                 } else {
-                    out.push(UnknownField { path: display(segs), segments: segs.clone() });
+                    out.push(UnknownField {
+                        path: display(segs),
+                        segments: segs.clone(),
+                    });
                 }
                 segs.pop();
             }
@@ -215,10 +372,10 @@ pub fn remove(object: &mut Value, segments: &[Segment]) {
             }
         }
         Segment::Index(i) => {
-            if let Some(a) = cur.as_array_mut() {
-                if *i < a.len() {
-                    a.remove(*i);
-                }
+            if let Some(a) = cur.as_array_mut()
+                && *i < a.len()
+            {
+                a.remove(*i);
             }
         }
     }
@@ -232,7 +389,10 @@ mod tests {
 
     #[test]
     fn finds_typos_in_deployment_containers() {
-        let kind = builtin_kinds().into_iter().find(|k| k.kind == "Deployment").expect("deployment");
+        let kind = builtin_kinds()
+            .into_iter()
+            .find(|k| k.kind == "Deployment")
+            .expect("deployment");
         let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
             "spec": {"replica": 1, "template": {"spec": {"containers": [{"name": "a", "imagee": "x"}]}}}});
         let paths: Vec<String> = unknown_fields(&kind, &obj).into_iter().map(|u| u.path).collect();

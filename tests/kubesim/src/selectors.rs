@@ -57,9 +57,7 @@ fn valid_key(key: &str) -> bool {
 
 impl LabelSelector {
     pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let bad = |why: &str| {
-            ApiError::bad_request(format!("unable to parse requirement: {why}: {text:?}"))
-        };
+        let bad = |why: &str| ApiError::bad_request(format!("unable to parse requirement: {why}: {text:?}"));
         let mut requirements = Vec::new();
         for part in split_top_level(text) {
             if let Some(key) = part.strip_prefix('!') {
@@ -137,11 +135,7 @@ impl LabelSelector {
                 let key = e["key"].as_str().unwrap_or_default().to_string();
                 let values: Vec<String> = e["values"]
                     .as_array()
-                    .map(|vs| {
-                        vs.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|vs| vs.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                     .unwrap_or_default();
                 requirements.push(match e["operator"].as_str() {
                     Some("In") => Requirement::In(key, values),
@@ -208,13 +202,8 @@ impl FieldSelector {
                 )));
             };
             let path = path.trim();
-            if !path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.')
-            {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {path}"
-                )));
+            if !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+                return Err(ApiError::bad_request(format!("field label not supported: {path}")));
             }
             terms.push((path.to_string(), value.trim().to_string(), negate));
         }
@@ -256,8 +245,7 @@ mod tests {
 
     #[test]
     fn set_based_selectors_match_like_the_api_server() {
-        let sel = LabelSelector::parse("app in (web, api),tier notin (db),!legacy,env")
-            .expect("parses");
+        let sel = LabelSelector::parse("app in (web, api),tier notin (db),!legacy,env").expect("parses");
         assert!(sel.matches(&obj(json!({"app": "web", "tier": "fe", "env": "x"}))));
         assert!(!sel.matches(&obj(json!({"app": "web", "tier": "db", "env": "x"}))));
         assert!(!sel.matches(&obj(json!({"app": "web", "env": "x", "legacy": "1"}))));

@@ -34,10 +34,10 @@ impl ApiError {
 
     fn with_details(mut self, group: &str, kind: &str, name: &str, causes: &[Cause]) -> Self {
         let mut details = json!({ "name": name, "group": group, "kind": kind });
-        if group.is_empty() {
-            if let Some(map) = details.as_object_mut() {
-                map.remove("group");
-            }
+        if group.is_empty()
+            && let Some(map) = details.as_object_mut()
+        {
+            map.remove("group");
         }
         if !causes.is_empty() {
             details["causes"] = causes
@@ -60,7 +60,11 @@ impl ApiError {
     }
 
     pub fn not_found_path(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
@@ -181,10 +185,10 @@ pub fn group_resource(group: &str, plural: &str) -> String {
 /// A `Status` of success, as DELETE returns when an object is gone at once.
 pub fn success_status(group: &str, plural: &str, name: &str, uid: &str) -> Value {
     let mut details = json!({ "name": name, "group": group, "kind": plural, "uid": uid });
-    if group.is_empty() {
-        if let Some(map) = details.as_object_mut() {
-            map.remove("group");
-        }
+    if group.is_empty()
+        && let Some(map) = details.as_object_mut()
+    {
+        map.remove("group");
     }
     json!({
         "kind": "Status",

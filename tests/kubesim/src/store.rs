@@ -99,9 +99,7 @@ impl Store {
         namespace: Option<&'a str>,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
         self.objects.iter().filter(move |(k, _)| {
-            k.group == group
-                && k.resource == resource
-                && namespace.is_none_or(|ns| k.namespace == ns)
+            k.group == group && k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
         })
     }
 

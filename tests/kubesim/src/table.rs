@@ -63,7 +63,9 @@ pub fn human_age(timestamp: &str) -> String {
 }
 
 fn age(o: &Value) -> Value {
-    json!(human_age(o["metadata"]["creationTimestamp"].as_str().unwrap_or_default()))
+    json!(human_age(
+        o["metadata"]["creationTimestamp"].as_str().unwrap_or_default()
+    ))
 }
 
 fn int(v: &Value) -> i64 {
@@ -82,10 +84,10 @@ fn pod_status(o: &Value) -> Value {
         if let Some(reason) = c["state"]["waiting"]["reason"].as_str() {
             return json!(reason);
         }
-        if let Some(reason) = c["state"]["terminated"]["reason"].as_str() {
-            if o["status"]["phase"] != "Succeeded" {
-                return json!(reason);
-            }
+        if let Some(reason) = c["state"]["terminated"]["reason"].as_str()
+            && o["status"]["phase"] != "Succeeded"
+        {
+            return json!(reason);
         }
     }
     if o["status"]["phase"] == "Succeeded" {
@@ -107,17 +109,34 @@ fn columns(kind: &ResourceKind) -> Vec<Column> {
             }));
             cols.push(col("Status", "string", pod_status));
             cols.push(col("Restarts", "string", |o| {
-                let n: i64 = o["status"]["containerStatuses"].as_array().into_iter().flatten().map(|c| int(&c["restartCount"])).sum();
+                let n: i64 = o["status"]["containerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| int(&c["restartCount"]))
+                    .sum();
                 json!(n.to_string())
             }));
             cols.push(col("Age", "string", age));
             cols.push(wide("IP", "string", |o| json!(text(&o["status"]["podIP"], "<none>"))));
-            cols.push(wide("Node", "string", |o| json!(text(&o["spec"]["nodeName"], "<none>"))));
+            cols.push(wide("Node", "string", |o| {
+                json!(text(&o["spec"]["nodeName"], "<none>"))
+            }));
         }
         ("apps", "Deployment") => {
-            cols.push(col("Ready", "string", |o| json!(format!("{}/{}", int(&o["status"]["readyReplicas"]), int(&o["spec"]["replicas"])))));
-            cols.push(col("Up-to-date", "integer", |o| json!(int(&o["status"]["updatedReplicas"]))));
-            cols.push(col("Available", "integer", |o| json!(int(&o["status"]["availableReplicas"]))));
+            cols.push(col("Ready", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int(&o["status"]["readyReplicas"]),
+                    int(&o["spec"]["replicas"])
+                ))
+            }));
+            cols.push(col("Up-to-date", "integer", |o| {
+                json!(int(&o["status"]["updatedReplicas"]))
+            }));
+            cols.push(col("Available", "integer", |o| {
+                json!(int(&o["status"]["availableReplicas"]))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("apps", "ReplicaSet") => {
@@ -127,46 +146,100 @@ fn columns(kind: &ResourceKind) -> Vec<Column> {
             cols.push(col("Age", "string", age));
         }
         ("apps", "StatefulSet") => {
-            cols.push(col("Ready", "string", |o| json!(format!("{}/{}", int(&o["status"]["readyReplicas"]), int(&o["spec"]["replicas"])))));
+            cols.push(col("Ready", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int(&o["status"]["readyReplicas"]),
+                    int(&o["spec"]["replicas"])
+                ))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("apps", "DaemonSet") => {
-            cols.push(col("Desired", "integer", |o| json!(int(&o["status"]["desiredNumberScheduled"]))));
-            cols.push(col("Current", "integer", |o| json!(int(&o["status"]["currentNumberScheduled"]))));
+            cols.push(col("Desired", "integer", |o| {
+                json!(int(&o["status"]["desiredNumberScheduled"]))
+            }));
+            cols.push(col("Current", "integer", |o| {
+                json!(int(&o["status"]["currentNumberScheduled"]))
+            }));
             cols.push(col("Ready", "integer", |o| json!(int(&o["status"]["numberReady"]))));
-            cols.push(col("Up-to-date", "integer", |o| json!(int(&o["status"]["updatedNumberScheduled"]))));
-            cols.push(col("Available", "integer", |o| json!(int(&o["status"]["numberAvailable"]))));
+            cols.push(col("Up-to-date", "integer", |o| {
+                json!(int(&o["status"]["updatedNumberScheduled"]))
+            }));
+            cols.push(col("Available", "integer", |o| {
+                json!(int(&o["status"]["numberAvailable"]))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("batch", "Job") => {
             cols.push(col("Status", "string", |o| {
                 let conds = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
                 let has = |t: &str| conds.iter().any(|c| c["type"] == t && c["status"] == "True");
-                json!(if has("Complete") { "Complete" } else if has("Failed") { "Failed" } else { "Running" })
+                json!(if has("Complete") {
+                    "Complete"
+                } else if has("Failed") {
+                    "Failed"
+                } else {
+                    "Running"
+                })
             }));
-            cols.push(col("Completions", "string", |o| json!(format!("{}/{}", int(&o["status"]["succeeded"]), int(&o["spec"]["completions"])))));
+            cols.push(col("Completions", "string", |o| {
+                json!(format!(
+                    "{}/{}",
+                    int(&o["status"]["succeeded"]),
+                    int(&o["spec"]["completions"])
+                ))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("", "Service") => {
             cols.push(col("Type", "string", |o| o["spec"]["type"].clone()));
-            cols.push(col("Cluster-IP", "string", |o| json!(text(&o["spec"]["clusterIP"], "<none>"))));
+            cols.push(col("Cluster-IP", "string", |o| {
+                json!(text(&o["spec"]["clusterIP"], "<none>"))
+            }));
             cols.push(col("External-IP", "string", |o| {
-                let ips: Vec<String> = o["spec"]["externalIPs"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
-                json!(if ips.is_empty() { if o["spec"]["type"] == "LoadBalancer" { "<pending>".to_string() } else { "<none>".to_string() } } else { ips.join(",") })
+                let ips: Vec<String> = o["spec"]["externalIPs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                json!(if ips.is_empty() {
+                    if o["spec"]["type"] == "LoadBalancer" {
+                        "<pending>".to_string()
+                    } else {
+                        "<none>".to_string()
+                    }
+                } else {
+                    ips.join(",")
+                })
             }));
             cols.push(col("Port(s)", "string", |o| {
-                let ports: Vec<String> = o["spec"]["ports"].as_array().into_iter().flatten().map(|p| format!("{}/{}", int(&p["port"]), text(&p["protocol"], "TCP"))).collect();
-                json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+                let ports: Vec<String> = o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("{}/{}", int(&p["port"]), text(&p["protocol"], "TCP")))
+                    .collect();
+                json!(if ports.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    ports.join(",")
+                })
             }));
             cols.push(col("Age", "string", age));
         }
         ("", "ConfigMap") => {
-            cols.push(col("Data", "integer", |o| json!(o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len()))));
+            cols.push(col("Data", "integer", |o| {
+                json!(o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len()))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("", "Secret") => {
             cols.push(col("Type", "string", |o| o["type"].clone()));
-            cols.push(col("Data", "integer", |o| json!(o["data"].as_object().map_or(0, |m| m.len()))));
+            cols.push(col("Data", "integer", |o| {
+                json!(o["data"].as_object().map_or(0, |m| m.len()))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("", "Namespace") => {
@@ -176,11 +249,15 @@ fn columns(kind: &ResourceKind) -> Vec<Column> {
         ("", "PersistentVolumeClaim") => {
             cols.push(col("Status", "string", |o| o["status"]["phase"].clone()));
             cols.push(col("Volume", "string", |o| json!(text(&o["spec"]["volumeName"], ""))));
-            cols.push(col("Capacity", "string", |o| json!(text(&o["status"]["capacity"]["storage"], ""))));
+            cols.push(col("Capacity", "string", |o| {
+                json!(text(&o["status"]["capacity"]["storage"], ""))
+            }));
             cols.push(col("Age", "string", age));
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            cols.push(col("Created At", "date", |o| o["metadata"]["creationTimestamp"].clone()));
+            cols.push(col("Created At", "date", |o| {
+                o["metadata"]["creationTimestamp"].clone()
+            }));
         }
         _ => cols.push(col("Age", "string", age)),
     }
@@ -190,7 +267,11 @@ fn columns(kind: &ResourceKind) -> Vec<Column> {
 /// Evaluates the small JSONPath subset printer columns use:
 /// `.a.b`, `.a[0].b`, `.a[*].b` and `.a[?(@.type=="Ready")].status`.
 pub fn json_path(object: &Value, path: &str) -> Vec<Value> {
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let path = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
     let mut current = vec![object.clone()];
     let mut rest = path;
     while !rest.is_empty() {
@@ -213,16 +294,19 @@ pub fn json_path(object: &Value, path: &str) -> Vec<Value> {
             } else if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
                 let (field, want) = filter.split_once("==").unwrap_or((filter, ""));
                 let want = want.trim().trim_matches(|c| c == '"' || c == '\'');
-                items.into_iter().filter(|it| {
-                    let mut v = it.clone();
-                    for f in field.trim().split('.') {
-                        v = v[f].clone();
-                    }
-                    match &v {
-                        Value::String(s) => s == want,
-                        other => other.to_string() == want,
-                    }
-                }).collect()
+                items
+                    .into_iter()
+                    .filter(|it| {
+                        let mut v = it.clone();
+                        for f in field.trim().split('.') {
+                            v = v[f].clone();
+                        }
+                        match &v {
+                            Value::String(s) => s == want,
+                            other => *other == want,
+                        }
+                    })
+                    .collect()
             } else {
                 return Vec::new();
             };
@@ -251,7 +335,9 @@ fn printer_cell(object: &Value, path: &str, kind: &str) -> Value {
 fn row_object(object: &Value, include: IncludeObject) -> Value {
     match include {
         IncludeObject::None => Value::Null,
-        IncludeObject::Metadata => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]}),
+        IncludeObject::Metadata => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
+        }
         IncludeObject::Object => object.clone(),
     }
 }
@@ -270,13 +356,19 @@ pub fn table(kind: &ResourceKind, objects: &[Value], list_metadata: Value, inclu
             .collect();
         (defs, rows)
     } else {
-        let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+        let mut defs = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+        ];
         defs.extend(kind.printer_columns.iter().map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})));
         let rows = objects
             .iter()
             .map(|o| {
                 let mut cells = vec![o["metadata"]["name"].clone()];
-                cells.extend(kind.printer_columns.iter().map(|c| printer_cell(o, &c.json_path, &c.kind)));
+                cells.extend(
+                    kind.printer_columns
+                        .iter()
+                        .map(|c| printer_cell(o, &c.json_path, &c.kind)),
+                );
                 json!({"cells": cells, "object": row_object(o, include)})
             })
             .collect();
@@ -297,8 +389,12 @@ mod tests {
 
     #[test]
     fn json_path_filters_conditions() {
-        let o = json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
-        assert_eq!(json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        let o =
+            json!({"status": {"conditions": [{"type": "A", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        assert_eq!(
+            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
         assert_eq!(json_path(&o, ".status.conditions[0].type"), vec![json!("A")]);
         assert!(json_path(&o, ".spec.x").is_empty());
     }

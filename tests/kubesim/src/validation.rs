@@ -169,7 +169,11 @@ pub fn check_object(kind: &str, obj: &Value) -> Vec<Cause> {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             let selector = crate::selectors::LabelSelector::from_spec(&obj["spec"]["selector"]);
             if obj["spec"]["selector"].is_null() {
-                out.push(cause("FieldValueRequired", "spec.selector", "Required value".to_string()));
+                out.push(cause(
+                    "FieldValueRequired",
+                    "spec.selector",
+                    "Required value".to_string(),
+                ));
             } else if !selector.matches(&obj["spec"]["template"]) {
                 out.push(cause(
                     "FieldValueInvalid",
@@ -195,7 +199,10 @@ pub fn check_object(kind: &str, obj: &Value) -> Vec<Cause> {
                 out.push(cause(
                     "FieldValueInvalid",
                     "metadata.name",
-                    format!("Invalid value: {}: must be spec.names.plural+\".\"+spec.group", obj["metadata"]["name"]),
+                    format!(
+                        "Invalid value: {}: must be spec.names.plural+\".\"+spec.group",
+                        obj["metadata"]["name"]
+                    ),
                 ));
             }
         }

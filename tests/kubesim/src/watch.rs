@@ -36,10 +36,7 @@ impl WatchRequest {
     fn matches(&self, change: &Change) -> bool {
         change.key.group == self.kind.group
             && change.key.resource == self.kind.plural
-            && self
-                .namespace
-                .as_ref()
-                .is_none_or(|ns| *ns == change.key.namespace)
+            && self.namespace.as_ref().is_none_or(|ns| *ns == change.key.namespace)
             && self.labels.matches(&change.object)
             && self.fields.matches(&change.object)
     }
@@ -85,11 +82,7 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
     if request.send_initial_events || rv_text.is_empty() || rv_text == "0" {
         let objects = guard
             .store
-            .list(
-                &request.kind.group,
-                &request.kind.plural,
-                request.namespace.as_deref(),
-            )
+            .list(&request.kind.group, &request.kind.plural, request.namespace.as_deref())
             .filter(|(_, o)| request.labels.matches(o) && request.fields.matches(o))
             .map(|(_, o)| Cluster::present(&request.kind, o));
         for o in objects {
@@ -121,9 +114,7 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
         }
     }
     drop(guard);
-    let gone_now = queue
-        .back()
-        .is_some_and(|b| b.starts_with(b"{\"type\":\"ERROR\""));
+    let gone_now = queue.back().is_some_and(|b| b.starts_with(b"{\"type\":\"ERROR\""));
     let now = Instant::now();
     let state = WatchState {
         deadline: now + request.timeout,

@@ -24,6 +24,17 @@ fn kubectl(sim: &Simulator, args: &[&str]) -> Output {
         .expect("kubectl runs")
 }
 
+/// Writes a file into the simulator's work directory and returns its path.
+pub fn write(sim: &Simulator, name: &str, text: &str) -> String {
+    let path = sim.work_dir().join(name);
+    std::fs::write(&path, text).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+pub fn kubectl_ok(sim: &Simulator, args: &[&str]) -> String {
+    ok(sim, args)
+}
+
 fn ok(sim: &Simulator, args: &[&str]) -> String {
     let out = kubectl(sim, args);
     assert!(
@@ -57,7 +68,7 @@ spec:
     targetPort: 8080
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_server_side_apply_get_patch_delete() {
     let (sim, _client) = start().await;
     let dir = sim.work_dir().to_path_buf();
@@ -69,56 +80,180 @@ async fn kubectl_server_side_apply_get_patch_delete() {
     assert!(version.contains("\"gitVersion\": \"v1.33.0-kubesim\""), "{version}");
 
     let applied = ok(&sim, &["apply", "--server-side", "-f", &path]);
-    assert_eq!(applied.trim(), "configmap/settings serverside-applied\nservice/demo serverside-applied");
+    assert_eq!(
+        applied.trim(),
+        "configmap/settings serverside-applied\nservice/demo serverside-applied"
+    );
     let again = ok(&sim, &["apply", "--server-side", "-f", &path]);
-    assert_eq!(again.trim(), "configmap/settings serverside-applied\nservice/demo serverside-applied");
+    assert_eq!(
+        again.trim(),
+        "configmap/settings serverside-applied\nservice/demo serverside-applied"
+    );
 
-    let managed = ok(&sim, &["get", "configmap", "settings", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}"]);
+    let managed = ok(
+        &sim,
+        &[
+            "get",
+            "configmap",
+            "settings",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}",
+        ],
+    );
     assert_eq!(managed, "kubectl/Apply");
 
     let table = ok(&sim, &["get", "services"]);
     let header: Vec<&str> = table.lines().next().expect("header").split_whitespace().collect();
     assert_eq!(header, ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
-    assert!(table.lines().any(|l| l.starts_with("demo ") && l.contains("ClusterIP") && l.contains("80/TCP")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("demo ") && l.contains("ClusterIP") && l.contains("80/TCP")),
+        "{table}"
+    );
 
-    let patched = ok(&sim, &["patch", "configmap", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"slow"}}"#]);
+    let patched = ok(
+        &sim,
+        &[
+            "patch",
+            "configmap",
+            "settings",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"mode":"slow"}}"#,
+        ],
+    );
     assert_eq!(patched.trim(), "configmap/settings patched");
-    assert_eq!(ok(&sim, &["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]), "slow");
+    assert_eq!(
+        ok(&sim, &["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]),
+        "slow"
+    );
 
-    let strategic = kubectl(&sim, &["patch", "configmap", "settings", "-p", r#"{"data":{"mode":"x"}}"#]);
+    let strategic = kubectl(
+        &sim,
+        &["patch", "configmap", "settings", "-p", r#"{"data":{"mode":"x"}}"#],
+    );
     assert!(!strategic.status.success());
-    assert!(String::from_utf8_lossy(&strategic.stderr).contains("strategic merge patch is not simulated"), "{}", String::from_utf8_lossy(&strategic.stderr));
+    assert!(
+        String::from_utf8_lossy(&strategic.stderr)
+            .contains("strategic merge patch (application/strategic-merge-patch+json) is not simulated"),
+        "{}",
+        String::from_utf8_lossy(&strategic.stderr)
+    );
 
     let deleted = ok(&sim, &["delete", "-f", &path]);
-    assert_eq!(deleted.trim(), "configmap \"settings\" deleted\nservice \"demo\" deleted");
+    assert_eq!(
+        deleted.trim(),
+        "configmap \"settings\" deleted\nservice \"demo\" deleted"
+    );
     let missing = kubectl(&sim, &["get", "cm", "settings"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("configmaps \"settings\" not found"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_shows_crd_printer_columns_and_waits_for_conditions() {
     let (sim, _client) = start().await;
     let dir = sim.work_dir().to_path_buf();
     let crd = dir.join("crd.json");
     std::fs::write(&crd, crate::crds_and_watch::widget_crd().to_string()).expect("write crd");
     ok(&sim, &["apply", "--server-side", "-f", &crd.to_string_lossy()]);
-    let waited = ok(&sim, &["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s"]);
-    assert_eq!(waited.trim(), "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met");
+    let waited = ok(
+        &sim,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=20s",
+        ],
+    );
+    assert_eq!(
+        waited.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met"
+    );
 
     let cr = dir.join("cr.yaml");
-    std::fs::write(&cr, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 7\n").expect("write cr");
+    std::fs::write(
+        &cr,
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 7\n",
+    )
+    .expect("write cr");
     ok(&sim, &["apply", "--server-side", "-f", &cr.to_string_lossy()]);
     let table = ok(&sim, &["get", "widgets"]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
     assert_eq!(header, ["NAME", "SIZE", "READY"]);
     let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
-    assert_eq!(row, ["w1", "7", "<none>"]);
+    assert_eq!(row, ["w1", "7"], "a missing status prints an empty cell");
 
     let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  sise: 7\n").expect("write bad");
+    std::fs::write(
+        &bad,
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  sise: 7\n",
+    )
+    .expect("write bad");
     let refused = kubectl(&sim, &["apply", "--server-side", "-f", &bad.to_string_lossy()]);
     assert!(!refused.status.success(), "strict validation refuses unknown fields");
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"spec.sise\""), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unknown field \"spec.sise\""),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_waits_for_a_deployment_and_prints_workload_columns() {
+    let registry = crate::registry::Registry::start();
+    let image = registry.push_image("acme/web", "1");
+    let (sim, _client) = crate::start_with(kubesim::SimConfig {
+        registry: Some(kubesim::RegistryConfig::plain(&registry.host)),
+        ..kubesim::SimConfig::default()
+    })
+    .await;
+    let manifest = sim.work_dir().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: app\n        image: {image}\n"
+        ),
+    )
+    .expect("write manifest");
+    let applied = ok(&sim, &["apply", "--server-side", "-f", &manifest.to_string_lossy()]);
+    assert_eq!(applied.trim(), "deployment.apps/web serverside-applied");
+    let waited = ok(
+        &sim,
+        &["wait", "--for=condition=Available", "deployment/web", "--timeout=30s"],
+    );
+    assert_eq!(waited.trim(), "deployment.apps/web condition met");
+    let rollout = ok(&sim, &["rollout", "status", "deployment/web", "--timeout=30s"]);
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+
+    let table = ok(&sim, &["get", "deployments"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(lines[1][..4], ["web", "2/2", "2", "2"]);
+    let pods = ok(&sim, &["get", "pods", "-l", "app=web"]);
+    let lines: Vec<Vec<&str>> = pods.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(lines.len(), 3, "{pods}");
+    assert!(lines[1..].iter().all(|l| l[1..4] == ["1/1", "Running", "0"]), "{pods}");
+
+    let scaled = ok(&sim, &["scale", "deployment/web", "--replicas=3"]);
+    assert_eq!(scaled.trim(), "deployment.apps/web scaled");
+    ok(
+        &sim,
+        &[
+            "wait",
+            "--for=jsonpath={.status.readyReplicas}=3",
+            "deployment/web",
+            "--timeout=30s",
+        ],
+    );
+
+    let deleted = ok(&sim, &["delete", "deployment", "web"]);
+    assert_eq!(deleted.trim(), "deployment.apps \"web\" deleted");
+    let left = ok(&sim, &["get", "pods,replicasets", "-o", "name"]);
+    assert_eq!(left.trim(), "", "dependents were garbage-collected");
 }

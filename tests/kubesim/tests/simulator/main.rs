@@ -2,8 +2,11 @@
 
 mod api;
 mod apply;
+mod charts;
+mod controllers;
 mod crds_and_watch;
 mod kubectl;
+mod registry;
 
 use kubesim::{SimConfig, Simulator};
 
