@@ -29,7 +29,7 @@ bench:
 
 # Regenerate the committed golden renders and JSON Schemas.
 golden:
-    SEALIFT_BLESS=1 cargo test -p tests --test bundler golden
+    SEALIFT_BLESS=1 cargo test -p bundler --test it golden
     SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas
 
 # Regenerate the committed JSON Schemas from the Rust types.

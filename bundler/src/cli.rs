@@ -21,6 +21,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a signed bundle from a spec (sealift.yaml).
+    // `--version` is the product version here, not clap's version flag.
+    #[command(disable_version_flag = true)]
     Build(Box<cmd::build::Args>),
     /// Verify a bundle offline: every check the agent makes without its state.
     Verify(cmd::verify::Args),
@@ -113,5 +115,18 @@ pub fn main() -> ExitCode {
             print_error(&e);
             Exit::Failed.into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// clap checks its definition only in debug builds, when a command runs: check it here.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

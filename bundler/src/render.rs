@@ -144,6 +144,18 @@ mod tests {
     }
 
     #[test]
+    fn parses_helm_v3_and_v4_layouts_alike() {
+        // Helm v3 and v4.0/4.1: documents back to back. Helm v4.2: a blank line before `---`.
+        let v3 = "---\n# Source: c/crds/w.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: w\n---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: |\n    line\n";
+        let v4 = "---\n# Source: c/crds/w.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: w\n\n---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: |\n    line\n\n";
+        let (a, b) = (parse(v3).unwrap(), parse(v4).unwrap());
+        assert_eq!(a.len(), 2);
+        let objects = |d: &[Document]| d.iter().map(|x| (x.source.clone(), x.object.clone())).collect::<Vec<_>>();
+        assert_eq!(objects(&a), objects(&b));
+        assert_eq!(a[0].source, "c/crds/w.yaml");
+    }
+
+    #[test]
     fn refuses_document_without_source() {
         let err = parse("---\napiVersion: v1\nkind: ConfigMap\n").unwrap_err();
         assert!(err.to_string().contains("no `# Source:` line"), "{err}");

@@ -333,15 +333,39 @@ pub struct Renders<'a> {
     pub release_name: &'a str,
 }
 
+/// The templates that render a different number of objects in the three renders.
+fn templates_with_other_counts(r: &Renders<'_>) -> Vec<String> {
+    fn count(docs: &[Document]) -> BTreeMap<&str, usize> {
+        let mut m: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in docs {
+            *m.entry(d.source.as_str()).or_default() += 1;
+        }
+        m
+    }
+    let (a, b, d) = (count(r.a), count(r.b), count(r.defaults));
+    let mut sources: Vec<&str> = a.keys().chain(b.keys()).chain(d.keys()).copied().collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources
+        .into_iter()
+        .filter(|s| {
+            let n = |m: &BTreeMap<&str, usize>| m.get(s).copied().unwrap_or(0);
+            n(&a) != n(&d) || n(&b) != n(&d)
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Records every slot, or fails naming the template or variable that breaks the rules.
 pub fn analyze(vars: &[VariableSpec], r: &Renders<'_>) -> Result<Variables> {
     if r.a.len() != r.b.len() || r.a.len() != r.defaults.len() {
         bail!(
-            "variables change which objects the chart renders ({} objects with defaults, {} and {} with test values); \
+            "variables change which objects the chart renders ({} objects with defaults, {} and {} with test values, from {}); \
              variables may only set values — structure is the vendor's decision",
             r.defaults.len(),
             r.a.len(),
-            r.b.len()
+            r.b.len(),
+            templates_with_other_counts(r).join(", ")
         );
     }
     let toks_a = tokens(Set::A, vars);

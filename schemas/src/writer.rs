@@ -47,7 +47,10 @@ pub fn write_archive(
                 write_entry(out, e.path.as_str(), e.size, &mut &b[..])?
             }
             Content::File(p) => {
-                let file = fs_err::File::open(p)?;
+                // A std File (not a wrapper) so that io::copy can hand the copy to the
+                // kernel (copy_file_range) when `out` is a file too.
+                let file = std::fs::File::open(p)
+                    .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", p.display())))?;
                 write_entry(out, e.path.as_str(), e.size, &mut file.take(e.size))?
             }
         };

@@ -2,7 +2,7 @@
 # Self-check of the `helm template` stand-in (tests/helm/helm). Needs the venv
 # (tests/helm/setup.sh). Renders testdata/charts/scaffold with different values and
 # Kubernetes versions and checks that the output changes exactly where it should, that the
-# default render is byte-identical to scaffold.golden.yaml, and that errors are Helm's.
+# default render is byte-identical to testdata/golden/scaffold.yaml, and that errors are Helm's.
 # Exits non-zero on any failure; the last line is "selftest: N passed, M failed".
 set -uo pipefail
 
@@ -32,7 +32,7 @@ check "version --short names the stand-in over the v4 engine" grep -Eq '^v4\.[0-
 # 2. default render, byte for byte
 "$helm" template demo "$scaffold" --kube-version v1.33.0 >"$tmp/default" 2>"$tmp/default.err"
 check "default render exits 0 with empty stderr" test ! -s "$tmp/default.err"
-check "default render matches scaffold.golden.yaml byte for byte" cmp -s "$tmp/default" "$here/scaffold.golden.yaml"
+check "default render matches testdata/golden/scaffold.yaml byte for byte" cmp -s "$tmp/default" "$here/../../testdata/golden/scaffold.yaml"
 
 # 3. render A: old Kubernetes, ingress on, other namespace
 "$helm" template demo "$scaffold" --namespace one --kube-version v1.17.0 \

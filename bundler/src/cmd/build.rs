@@ -464,9 +464,9 @@ pub fn run(args: Args) -> Result<()> {
     let mut progress = Progress::bytes("writing", total, args.format == crate::cmd::verify::Format::Json);
     let mut size = 0;
     assemble::write_atomically(&args.out, |file| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        size = schemas::writer::write_archive(&mut w, &head_entry, &bundle.entries, |n| progress.set(n))?;
-        std::io::Write::flush(&mut w)?;
+        // Unbuffered on purpose: blob files are copied file-to-file by the kernel
+        // (copy_file_range), headers are single 512-byte writes.
+        size = schemas::writer::write_archive(file, &head_entry, &bundle.entries, |n| progress.set(n))?;
         Ok(())
     })?;
     progress.finish();

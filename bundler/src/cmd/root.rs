@@ -21,6 +21,8 @@ pub enum RootCommand {
     /// Write DIR/1.root.json, signed by every given root key.
     Init(InitArgs),
     /// Add a signature to the newest (or a given) root version, in place.
+    // `--version` is the root version here, not clap's version flag.
+    #[command(disable_version_flag = true)]
     Sign(SignArgs),
     /// Write the next root version with new keys or thresholds, signed by old and/or new root
     /// keys; key sets not given are carried over.

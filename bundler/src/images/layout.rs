@@ -118,11 +118,16 @@ pub fn read_manifest(dir: &Path, digest: &Digest, size: Option<u64>) -> Result<V
     Ok(bytes)
 }
 
+/// Read size when copying a blob out of a layout.
+const COPY_BUFFER: usize = 1 << 20;
+
 /// Copies one blob into the cache, checking digest and size.
 pub fn copy_blob(dir: &Path, digest: &Digest, size: u64, cache: &BlobCache) -> Result<u64, Fail> {
-    let mut file = open_blob(dir, digest)?;
+    let file = open_blob(dir, digest)?;
     let mut writer = cache.writer(Some(size))?;
-    match io::copy(&mut file, &mut writer) {
+    // Large reads: the hash, not syscalls, should bound the copy.
+    let mut reader = io::BufReader::with_capacity(COPY_BUFFER, file);
+    match io::copy(&mut reader, &mut writer) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
             return Err(Problem::TooLarge {

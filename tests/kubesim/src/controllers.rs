@@ -62,6 +62,8 @@ struct Controllers {
     progress: BTreeMap<String, (Value, Instant)>,
     next_ip: u32,
     work: JoinSet<Work>,
+    /// Events already recorded (object uid + reason + message).
+    events: BTreeSet<String>,
 }
 
 /// Runs the controllers until the task is aborted.
@@ -76,6 +78,7 @@ pub async fn run(cluster: Arc<Mutex<Cluster>>, config: SimConfig) {
         progress: BTreeMap::new(),
         next_ip: 1,
         work: JoinSet::new(),
+        events: BTreeSet::new(),
     };
     loop {
         interval.tick().await;
@@ -212,6 +215,41 @@ fn pod_from_template(
 }
 
 impl Controllers {
+    /// Records a core/v1 Event about `object` once.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        events: &mut BTreeSet<String>,
+        cluster: &mut Cluster,
+        object: &Value,
+        kind: &str,
+        api_version: &str,
+        kind_type: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+    ) {
+        let key = format!("{}/{reason}/{message}", uid(object));
+        if !events.insert(key.clone()) {
+            return;
+        }
+        let time = now();
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{}", name(object), short_hash(&json!(key), 16)), "namespace": namespace(object)},
+            "involvedObject": {"apiVersion": api_version, "kind": kind, "name": name(object), "namespace": namespace(object), "uid": uid(object), "resourceVersion": object["metadata"]["resourceVersion"]},
+            "reason": reason,
+            "message": message,
+            "type": kind_type,
+            "source": {"component": component},
+            "firstTimestamp": time,
+            "lastTimestamp": time,
+            "count": 1,
+            "reportingComponent": component,
+            "reportingInstance": NODE,
+        });
+        cluster.controller_write("", "Event", event, "", component);
+    }
+
     fn reconcile(&mut self, cluster: &mut Cluster) {
         let all = |cluster: &Cluster, group: &str, resource: &str| -> Vec<Value> {
             cluster
@@ -282,7 +320,21 @@ impl Controllers {
                         "spec": {"replicas": desired, "selector": selector, "template": t, "minReadySeconds": d["spec"]["minReadySeconds"].clone()},
                     });
                     match cluster.controller_write("apps", "ReplicaSet", rs, "", MANAGER) {
-                        Some(created) => created,
+                        Some(created) => {
+                            let message = format!("Scaled up replica set {} to {desired}", name(&created));
+                            Self::event(
+                                &mut self.events,
+                                cluster,
+                                d,
+                                "Deployment",
+                                "apps/v1",
+                                "Normal",
+                                "ScalingReplicaSet",
+                                &message,
+                                "deployment-controller",
+                            );
+                            created
+                        }
                         None => continue,
                     }
                 }
@@ -646,7 +698,29 @@ impl Controllers {
                     ),
                 ]);
                 status["active"] = json!(0);
+                Self::event(
+                    &mut self.events,
+                    cluster,
+                    job,
+                    "Job",
+                    "batch/v1",
+                    "Normal",
+                    "Completed",
+                    "Job completed",
+                    "job-controller",
+                );
             } else if failed > backoff_limit {
+                Self::event(
+                    &mut self.events,
+                    cluster,
+                    job,
+                    "Job",
+                    "batch/v1",
+                    "Warning",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    "job-controller",
+                );
                 status["conditions"] = json!([
                     condition(
                         "FailureTarget",
@@ -806,6 +880,17 @@ impl Controllers {
             Value::Array(cs)
         };
         if let Some((_, message)) = pull_error {
+            Self::event(
+                &mut self.events,
+                cluster,
+                pod,
+                "Pod",
+                "v1",
+                "Warning",
+                "Failed",
+                &message,
+                KUBELET,
+            );
             let runtime = self.pods.get_mut(pod_uid);
             let backoff = runtime.is_some_and(|r| {
                 let since = *r.running_since.get_or_insert_with(Instant::now);
@@ -915,6 +1000,18 @@ impl Controllers {
                 .filter(|m| !m.is_empty())
                 .unwrap_or("container exited with code 1 (injected by sim.sealift.dev/crash-loop)");
             cluster.logs.insert(log_key, format!("{message}\n"));
+            let backoff = format!("Back-off restarting failed container {container_name} in pod {pod_name}");
+            Self::event(
+                &mut self.events,
+                cluster,
+                pod,
+                "Pod",
+                "v1",
+                "Warning",
+                "BackOff",
+                &backoff,
+                KUBELET,
+            );
             base["phase"] = json!("Running");
             base["conditions"] = conditions_for(false, false);
             base["containerStatuses"] = Value::Array(containers.iter().map(|c| json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "started": false, "restartCount": runtime.restarts,

@@ -110,6 +110,11 @@ pub fn apply(kind: &str, obj: &mut Value, allocate_ip: &mut dyn FnMut() -> Strin
         }
         "Pod" => pod_spec(&mut obj["spec"]),
         "Service" => {
+            let name_seed: u64 = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .bytes()
+                .fold(0u64, |acc, b| acc.wrapping_mul(31).wrapping_add(u64::from(b)));
             let spec = &mut obj["spec"];
             if !spec.is_object() {
                 *spec = json!({});
@@ -126,11 +131,20 @@ pub fn apply(kind: &str, obj: &mut Value, allocate_ip: &mut dyn FnMut() -> Strin
                 set_default(spec, "internalTrafficPolicy", json!("Cluster"));
             }
             set_default(spec, "sessionAffinity", json!("None"));
+            let wants_node_ports = matches!(spec["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+            if wants_node_ports {
+                set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
             if let Some(ports) = spec["ports"].as_array_mut() {
                 for p in ports {
                     set_default(p, "protocol", json!("TCP"));
                     let port = p["port"].clone();
-                    set_default(p, "targetPort", port);
+                    set_default(p, "targetPort", port.clone());
+                    if wants_node_ports && p["nodePort"].is_null() {
+                        // Deterministic per port, inside the default NodePort range.
+                        let n = port.as_u64().unwrap_or(0);
+                        p["nodePort"] = json!(30000 + (n * 7919 + name_seed) % 2768);
+                    }
                 }
             }
             set_default(obj, "status", json!({"loadBalancer": {}}));
@@ -149,7 +163,20 @@ pub fn apply(kind: &str, obj: &mut Value, allocate_ip: &mut dyn FnMut() -> Strin
             set_default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
             set_default(obj, "status", json!({"phase": "Pending"}));
         }
-        "Secret" => set_default(obj, "type", json!("Opaque")),
+        "Secret" => {
+            set_default(obj, "type", json!("Opaque"));
+            // stringData is write-only: it is merged into data, base64-encoded.
+            if let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|m| m.shift_remove("stringData")) {
+                use base64::Engine;
+                if !obj["data"].is_object() {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in strings {
+                    let text = v.as_str().unwrap_or_default().to_string();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
         _ => {}
     }
 }

@@ -113,21 +113,19 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.d
 
 fn tls_connector(ca_file: &Path) -> Result<tokio_rustls::TlsConnector, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| format!("reading CA file {}: {e}", ca_file.display()))?;
+    let certs =
+        CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("reading CA file {}: {e}", ca_file.display()))?;
     for cert in certs {
         let cert = cert.map_err(|e| format!("parsing CA file {}: {e}", ca_file.display()))?;
         roots
             .add(cert)
             .map_err(|e| format!("adding CA from {}: {e}", ca_file.display()))?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS configuration: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 

@@ -52,6 +52,8 @@ pub struct Change {
     pub event: EventType,
     pub key: ObjectKey,
     pub object: Value,
+    /// The object before a MODIFIED change, so selector watches can see it leave or enter.
+    pub previous: Option<Value>,
 }
 
 /// Objects, the resourceVersion counter and the watch history.
@@ -111,13 +113,13 @@ impl Store {
     pub fn put(&mut self, key: ObjectKey, mut object: Value) -> Value {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        let event = if self.objects.contains_key(&key) {
+        let previous = self.objects.insert(key.clone(), object.clone());
+        let event = if previous.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
-        self.objects.insert(key.clone(), object.clone());
-        self.record(event, key, object.clone());
+        self.record(event, key, object.clone(), previous);
         object
     }
 
@@ -126,16 +128,17 @@ impl Store {
         let mut object = self.objects.remove(key)?;
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.record(EventType::Deleted, key.clone(), object.clone());
+        self.record(EventType::Deleted, key.clone(), object.clone(), None);
         Some(object)
     }
 
-    fn record(&mut self, event: EventType, key: ObjectKey, object: Value) {
+    fn record(&mut self, event: EventType, key: ObjectKey, object: Value, previous: Option<Value>) {
         let change = Arc::new(Change {
             resource_version: self.resource_version,
             event,
             key,
             object,
+            previous,
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {

@@ -16,7 +16,7 @@ use crate::cluster::Cluster;
 use crate::kinds::ResourceKind;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
-use crate::store::Change;
+use crate::store::{Change, EventType};
 
 /// What a watch asked for.
 #[derive(Debug, Clone)]
@@ -33,12 +33,29 @@ pub struct WatchRequest {
 }
 
 impl WatchRequest {
-    fn matches(&self, change: &Change) -> bool {
-        change.key.group == self.kind.group
-            && change.key.resource == self.kind.plural
-            && self.namespace.as_ref().is_none_or(|ns| *ns == change.key.namespace)
-            && self.labels.matches(&change.object)
-            && self.fields.matches(&change.object)
+    fn selects(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    /// The event this watch sees for a change, if any: an object that stops matching the
+    /// selectors is DELETED for this watch, one that starts matching is ADDED.
+    fn event_for(&self, change: &Change) -> Option<&'static str> {
+        if change.key.group != self.kind.group
+            || change.key.resource != self.kind.plural
+            || self.namespace.as_ref().is_some_and(|ns| *ns != change.key.namespace)
+        {
+            return None;
+        }
+        let now = self.selects(&change.object);
+        match (change.event, &change.previous) {
+            (EventType::Modified, Some(previous)) => match (self.selects(previous), now) {
+                (true, true) => Some("MODIFIED"),
+                (true, false) => Some("DELETED"),
+                (false, true) => Some("ADDED"),
+                (false, false) => None,
+            },
+            (event, _) => now.then_some(event.as_str()),
+        }
     }
 }
 
@@ -98,8 +115,10 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_text}")))?;
         match guard.store.changes_since(since) {
             Some(changes) => {
-                for c in changes.iter().filter(|c| request.matches(c)) {
-                    queue.push_back(line(c.event.as_str(), &Cluster::present(&request.kind, &c.object)));
+                for c in changes.iter() {
+                    if let Some(event) = request.event_for(c) {
+                        queue.push_back(line(event, &Cluster::present(&request.kind, &c.object)));
+                    }
                 }
                 last_rv = current.max(since);
             }
@@ -138,8 +157,8 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
                     Ok(change) => {
                         if change.resource_version > st.last_rv {
                             st.last_rv = change.resource_version;
-                            if st.request.matches(&change) {
-                                st.queue.push_back(line(change.event.as_str(), &Cluster::present(&st.request.kind, &change.object)));
+                            if let Some(event) = st.request.event_for(&change) {
+                                st.queue.push_back(line(event, &Cluster::present(&st.request.kind, &change.object)));
                             }
                         }
                     }

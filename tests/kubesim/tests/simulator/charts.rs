@@ -9,10 +9,10 @@ use kube::api::{Api, ListParams};
 use crate::kubectl::{kubectl_ok, write};
 use crate::start;
 
-/// `helm template demo testdata/charts/scaffold --kube-version v1.33.0`, committed by the
-/// helm stand-in's owners; hooks are applied by the agent separately, so they are left out.
+/// `helm template demo testdata/charts/scaffold --kube-version v1.33.0` (see
+/// `tests/fixtures/README.md`); hooks are applied by the agent separately, so they are left out.
 fn scaffold_render() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/scaffold.golden.yaml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scaffold-render.yaml");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading the golden render {path}: {e}"));
     text.split("\n---")
         .filter(|doc| doc.contains("kind:") && !doc.contains("helm.sh/hook"))

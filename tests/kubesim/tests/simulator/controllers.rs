@@ -525,3 +525,46 @@ async fn snapshot_diff_reports_exactly_what_changed() {
         "+ configmaps/default/new\n~ configmaps/default/change\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_use_the_registry_ca_and_credentials() {
+    let mut registry = Registry::start();
+    let image = registry.push_image("acme/web", "1");
+    let ca = registry.restart_secure("sealift", "s3cret");
+    let secure = RegistryConfig::plain(&registry.host).with_tls(&ca);
+
+    let (_sim, client) = start_with(SimConfig {
+        registry: Some(secure.clone().with_basic_auth("sealift", "s3cret")),
+        ..SimConfig::default()
+    })
+    .await;
+    let deploys: Api<Deployment> = Api::namespaced(client, "default");
+    deploys
+        .patch(
+            "web",
+            &PatchParams::apply("sealift"),
+            &Patch::Apply(deployment("web", &image, json!({}), 600)),
+        )
+        .await
+        .expect("apply");
+    wait_for(deploys, "web", "available over TLS with auth", available_and_observed).await;
+
+    let unauthenticated = kubesim::images::pull(Some(&secure), &image)
+        .await
+        .expect_err("no credentials");
+    assert!(
+        unauthenticated.to_string().contains("401 Unauthorized"),
+        "{unauthenticated}"
+    );
+    let wrong_ca = kubesim::images::pull(
+        Some(
+            &RegistryConfig::plain(&registry.host)
+                .with_tls(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
+                .with_basic_auth("sealift", "s3cret"),
+        ),
+        &image,
+    )
+    .await
+    .expect_err("unknown CA");
+    assert!(wrong_ca.to_string().contains("TLS handshake"), "{wrong_ca}");
+}

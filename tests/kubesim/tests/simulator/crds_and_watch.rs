@@ -239,3 +239,52 @@ async fn watch_sends_bookmarks_and_410_for_a_compacted_resource_version() {
         other => panic!("expected 410 Gone, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn selector_watches_see_objects_enter_and_leave() {
+    let (_sim, client) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let created = cms
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "m", "labels": {"tier": "a"}}})).expect("cm"),
+        )
+        .await
+        .expect("create");
+    let rv = created.metadata.resource_version.expect("rv");
+    let mut events = cms
+        .watch(&WatchParams::default().labels("tier=b").timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    cms.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "b"}}})),
+    )
+    .await
+    .expect("enter");
+    cms.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "c"}}})),
+    )
+    .await
+    .expect("leave");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .expect("event in time")
+            .expect("event")
+        {
+            Some(WatchEvent::Added(o)) => seen.push(("ADDED", o.metadata.labels.unwrap_or_default()["tier"].clone())),
+            Some(WatchEvent::Deleted(o)) => {
+                seen.push(("DELETED", o.metadata.labels.unwrap_or_default()["tier"].clone()))
+            }
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, [("ADDED", "b".to_string()), ("DELETED", "c".to_string())]);
+}

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 pub struct Registry {
     pub host: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Registry {
@@ -83,7 +83,119 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { host, child, _dir: dir }
+        Self { host, child, dir }
+    }
+
+    /// Restarts the registry on the same port and storage with TLS (a test CA made by the
+    /// `openssl` CLI) and htpasswd basic auth; returns the CA certificate's path.
+    pub fn restart_secure(&mut self, user: &str, password: &str) -> std::path::PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let d = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kubesim test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("server.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n").expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let hash = Command::new("perl")
+            .args(["-e", "print crypt($ENV{PW}, q{$2y$05$kubesimkubesimkubesimO})"])
+            .env("PW", password)
+            .output()
+            .expect("perl crypt");
+        let hash = String::from_utf8(hash.stdout).expect("hash");
+        assert!(hash.starts_with("$2y$"), "bcrypt through crypt(3): {hash}");
+        std::fs::write(d.join("htpasswd"), format!("{user}:{hash}\n")).expect("htpasswd");
+        let config = d.join("secure.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {data}\nauth:\n  htpasswd:\n    realm: kubesim\n    path: {htpasswd}\nhttp:\n  addr: {host}\n  tls:\n    certificate: {crt}\n    key: {key}\n",
+                data = d.join("data").display(),
+                htpasswd = d.join("htpasswd").display(),
+                host = self.host,
+                crt = d.join("server.crt").display(),
+                key = d.join("server.key").display(),
+            ),
+        )
+        .expect("write secure config");
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry restarts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&self.host).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "secure docker-registry did not listen on {}",
+                self.host
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d.join("ca.crt")
     }
 
     fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
