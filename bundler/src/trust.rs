@@ -16,7 +16,7 @@ impl RootDir {
         let envelopes =
             keys::root_dir::load(dir).with_context(|| format!("cannot load roots from {}", dir.display()))?;
         let chain =
-            keys::root_dir::verify(dir).with_context(|| format!("root chain in {} does not verify", dir.display()))?;
+            keys::root_dir::verify(dir).with_context(|| format!("cannot trust the root directory {}", dir.display()))?;
         Ok(Self { envelopes, chain })
     }
 

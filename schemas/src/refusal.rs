@@ -39,9 +39,9 @@ pub enum Refusal {
     HeadTooLarge { size: u64, limit: u64 },
     #[error("head is not valid JSON of the head form: {reason}")]
     HeadMalformed { reason: String },
-    #[error("head is not in canonical form (first difference at byte {offset})")]
+    #[error("head is not in canonical form (first difference at byte {offset} of the head entry)")]
     HeadNotCanonical { offset: u64 },
-    #[error("head padding at byte {offset} is not zero")]
+    #[error("head padding at byte {offset} of the head entry is not zero")]
     HeadPadding { offset: u64 },
     #[error("{what} envelope is invalid")]
     Envelope {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use schemas::manifest::ChartInfo;
 use schemas::release::{Migrations, StepKind, VariableSpec, VariableType, VariableValue};
 use schemas::spec::BuildSpec;
-use schemas::{Timestamp, VerifiedHead};
+use schemas::{Refusal, Timestamp, VerifiedHead};
 use serde_json::json;
 
 use crate::assemble::{self, MetadataBytes, Release};
@@ -102,7 +102,7 @@ struct Resolved {
     overrides: BTreeMap<String, String>,
 }
 
-fn resolve(args: &Args) -> Result<Resolved> {
+fn resolve(args: &Args, source_date_epoch: Option<&str>) -> Result<Resolved> {
     let version = args
         .version
         .as_deref()
@@ -113,7 +113,7 @@ fn resolve(args: &Args) -> Result<Resolved> {
     let sequence = args.sequence.context(
         "--sequence is required\nhint: pass a build number that grows with every release, e.g. --sequence $GITHUB_RUN_NUMBER",
     )?;
-    let epoch = std::env::var("SOURCE_DATE_EPOCH").map_err(|_| {
+    let epoch = source_date_epoch.ok_or_else(|| {
         anyhow::anyhow!(
             "SOURCE_DATE_EPOCH is not set; the creation time must come from the source so builds are reproducible\n\
              hint: SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) sealift-bundler build …"
@@ -262,8 +262,14 @@ fn render_sentinels(r: &Resolved, dir: &Path, set: Set) -> Result<Vec<Document>>
         Err(e) => {
             let mut culprits = Vec::new();
             for (i, v) in vars.iter().enumerate() {
-                let one =
-                    variables::values_document(std::slice::from_ref(v), |_, v| Some(variables::sentinel(set, i, v)));
+                // This variable's test value, every other variable at its default.
+                let one = variables::values_document(vars, |j, w| {
+                    if j == i {
+                        Some(variables::sentinel(set, i, v))
+                    } else {
+                        default_value(w)
+                    }
+                });
                 if render_with(r, dir, "one", one, ns.clone()).is_err() {
                     culprits.push(format!("{} (test value {})", v.name, variables::sentinel(set, i, v)));
                 }
@@ -280,13 +286,15 @@ fn render_sentinels(r: &Resolved, dir: &Path, set: Set) -> Result<Vec<Document>>
     }
 }
 
-fn defaults_document(vars: &[VariableSpec]) -> serde_json::Value {
-    variables::values_document(vars, |_, v| {
-        v.default.as_ref().map(|d| match d {
-            VariableValue::Integer(i) => json!(i),
-            VariableValue::String(s) => json!(s),
-        })
+fn default_value(v: &VariableSpec) -> Option<serde_json::Value> {
+    v.default.as_ref().map(|d| match d {
+        VariableValue::Integer(i) => json!(i),
+        VariableValue::String(s) => json!(s),
     })
+}
+
+fn defaults_document(vars: &[VariableSpec]) -> serde_json::Value {
+    variables::values_document(vars, |_, v| default_value(v))
 }
 
 fn check_simulator_annotations(docs: &[Document], spec: &BuildSpec, allowed: bool) -> Result<()> {
@@ -335,7 +343,14 @@ fn collect_keys(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let r = resolve(&args)?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    run_at(args, epoch.as_deref())
+}
+
+/// [`run`] with `SOURCE_DATE_EPOCH` given instead of read from the environment (for
+/// programs and tests that build bundles in-process).
+pub fn run_at(args: Args, source_date_epoch: Option<&str>) -> Result<()> {
+    let r = resolve(&args, source_date_epoch)?;
     let chart_dir = r.base.join(&r.spec.chart.path);
     let meta = chart::read_meta(&chart_dir)?;
 
@@ -458,8 +473,26 @@ pub fn run(args: Args) -> Result<()> {
     let mut bundle = assemble::assemble(release, metadata, &images, &cache)?;
     bundle.sign(&r.roots.envelopes, &r.signers)?;
     let head_entry = bundle.head.to_entry();
-    let verified =
-        VerifiedHead::verify(&head_entry, &r.roots.trusted()?).context("the bundle just signed does not verify")?;
+    let verified = match VerifiedHead::verify(&head_entry, &r.roots.trusted()?) {
+        Ok(v) => Some(v),
+        // Co-signing: a release threshold above the keys given here is met later, by
+        // `sign` (in place) or the detached flow; everything else must hold now.
+        Err(Refusal::ReleaseSignatures {
+            source: keys::TrustError::ThresholdNotMet { have, need, .. },
+        }) => {
+            let manifest = schemas::Manifest::parse(&bundle.head.release.payload)
+                .context("the bundle just signed has an unreadable manifest")?;
+            schemas::layout::check(&manifest).context("the bundle just signed does not verify")?;
+            tracing::warn!(
+                "{} has {have} of the {need} release signatures it needs: it verifies only once co-signed \
+                 (sealift-bundler sign {} --key KEY, or --print-pae / --attach)",
+                args.out.display(),
+                args.out.display()
+            );
+            None
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("the bundle just signed does not verify")),
+    };
     let total: u64 = bundle.entries.iter().map(|e| e.size).sum();
     let mut progress = Progress::bytes("writing", total, args.format == crate::cmd::verify::Format::Json);
     let mut size = 0;
@@ -470,7 +503,30 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     })?;
     progress.finish();
-    crate::cmd::verify::print_summary(&verified, size, args.format, "written", &args.out)
+    match &verified {
+        Some(v) => crate::cmd::verify::print_summary(v, size, args.format, "written", &args.out),
+        None => {
+            let identity = schemas::Digest::of(&bundle.head.release.payload);
+            match args.format {
+                crate::cmd::verify::Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "verified": false,
+                        "file": args.out,
+                        "identity": identity,
+                        "size": size,
+                        "reason": "release threshold not met: co-sign with `sealift-bundler sign`",
+                    }))?
+                ),
+                crate::cmd::verify::Format::Text => {
+                    println!("written {} (not yet verifiable: co-sign it)", args.out.display());
+                    println!("  identity  {identity}");
+                    println!("  size      {size} bytes");
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn pretty(v: &impl serde::Serialize) -> Result<Vec<u8>> {

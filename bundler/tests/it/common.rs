@@ -20,6 +20,9 @@ use tests::sample;
 pub const REFUSED: i32 = 1;
 /// Exit code of a bad command line.
 pub const USAGE: i32 = 2;
+/// A loopback address nothing listens on (the discard port): builds of labs without a
+/// registry pull from here, so a build that gets as far as pulling fails on loopback.
+pub const CLOSED_LOOPBACK: &str = "127.0.0.1:9";
 
 /// The binary under test.
 pub fn bin() -> &'static str {
@@ -373,7 +376,12 @@ impl Lab {
             keys: vec![self.vendor.release.key.clone()],
             root_dir: self.vendor.roots.clone(),
             out: out.into(),
-            registry_override: self.registry.as_ref().map(Registry::addr),
+            // Without a registry, a closed loopback port: nothing can reach the network.
+            registry_override: Some(
+                self.registry
+                    .as_ref()
+                    .map_or_else(|| CLOSED_LOOPBACK.to_owned(), Registry::addr),
+            ),
             docker_config: Some(self.docker_config.clone()),
             args: Vec::new(),
             env: Vec::new(),

@@ -433,8 +433,19 @@ impl Cluster {
             }
         }
 
+        if kind.tier == Tier::Custom {
+            if let Some(schema) = &kind.schema {
+                schema::apply_defaults(schema, &mut new);
+            }
+        } else {
+            crate::typed::check(kind, &new)?;
+        }
+
         // Validation.
         let mut causes = Vec::new();
+        if let (Tier::Custom, Some(schema)) = (kind.tier, &kind.schema) {
+            causes.extend(schema::type_errors(schema, &new));
+        }
         if old.is_none() {
             causes.extend(validation::check_name(&kind.kind, &name));
         }

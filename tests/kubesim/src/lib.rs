@@ -32,6 +32,7 @@ pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod typed;
 pub mod validation;
 pub mod watch;
 

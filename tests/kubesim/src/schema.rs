@@ -381,6 +381,141 @@ pub fn remove(object: &mut Value, segments: &[Segment]) {
     }
 }
 
+fn type_matches(schema: &Value, value: &Value) -> bool {
+    if value.is_null() {
+        return schema["nullable"] == true;
+    }
+    if schema["x-kubernetes-int-or-string"] == true {
+        return value.is_i64() || value.is_u64() || value.is_string();
+    }
+    match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn check_types(schema: &Value, value: &Value, path: &str, out: &mut Vec<crate::status::Cause>) {
+    if !type_matches(schema, value) {
+        let expected = schema["type"].as_str().unwrap_or("int-or-string");
+        out.push(crate::status::Cause {
+            kind: "FieldValueTypeInvalid".to_string(),
+            message: format!(
+                "Invalid value: \"{}\": {path} in body must be of type {expected}: \"{}\"",
+                json_type(value),
+                json_type(value)
+            ),
+            field: path.to_string(),
+        });
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        out.push(crate::status::Cause {
+            kind: "FieldValueNotSupported".to_string(),
+            message: format!("Unsupported value: {value}: supported values: {}", list.join(", ")),
+            field: path.to_string(),
+        });
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if let Some(sub) = schema["properties"].get(k) {
+                    check_types(sub, v, &join(k), out);
+                } else if schema["additionalProperties"].is_object() {
+                    check_types(&schema["additionalProperties"], v, &join(k), out);
+                }
+            }
+            for required in schema["required"].as_array().into_iter().flatten() {
+                if let Some(r) = required.as_str()
+                    && !map.contains_key(r)
+                {
+                    out.push(crate::status::Cause {
+                        kind: "FieldValueRequired".to_string(),
+                        message: "Required value".to_string(),
+                        field: join(r),
+                    });
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check_types(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Type, enum and required-field errors of a custom resource against its CRD schema.
+pub fn type_errors(schema: &Value, object: &Value) -> Vec<crate::status::Cause> {
+    let mut out = Vec::new();
+    check_types(schema, object, "", &mut out);
+    out
+}
+
+/// Applies the schema's `default`s to a custom resource, as the API server does.
+pub fn apply_defaults(schema: &Value, value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, sub) in props {
+                    if !map.contains_key(k)
+                        && let Some(d) = sub.get("default")
+                    {
+                        map.insert(k.clone(), d.clone());
+                    }
+                    if let Some(v) = map.get_mut(k) {
+                        apply_defaults(sub, v);
+                    }
+                }
+            } else if schema["additionalProperties"].is_object() {
+                for v in map.values_mut() {
+                    apply_defaults(&schema["additionalProperties"], v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for item in items {
+                    apply_defaults(item_schema, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

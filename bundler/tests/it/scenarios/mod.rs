@@ -2,3 +2,4 @@
 //! registry, skopeo, openssl, tar and the Helm engine.
 
 mod build;
+mod inputs;

@@ -336,3 +336,20 @@ async fn deletion_honours_finalizers_and_propagation_policies() {
     assert_eq!(code_of(&namespaces.get("scratch").await.expect_err("ns gone")), 404);
     assert_eq!(code_of(&scratch.get("inside").await.expect_err("contents gone")), 404);
 }
+
+#[tokio::test]
+async fn secret_string_data_is_stored_as_base64_data() {
+    let (_sim, client) = start().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "default");
+    let applied = secrets
+        .patch(
+            "db",
+            &PatchParams::apply("sealift"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "hunter2"}})),
+        )
+        .await
+        .expect("apply");
+    assert_eq!(applied.type_.as_deref(), Some("Opaque"));
+    assert!(applied.string_data.is_none(), "stringData is write-only");
+    assert_eq!(applied.data.expect("data")["password"].0, b"hunter2");
+}

@@ -312,6 +312,21 @@ async fn unknown_fields_are_refused_under_strict_validation() {
         "{}",
         status.message
     );
+    let mut mistyped = web(1, json!([]), json!({}));
+    mistyped["spec"]["replicas"] = json!("two");
+    let err = deploys
+        .patch("web", &PatchParams::apply("sealift"), &Patch::Apply(mistyped))
+        .await
+        .expect_err("mistyped");
+    let status = status_of(err);
+    assert_eq!(status.code, 400);
+    assert!(
+        status.message.starts_with(
+            "Deployment in version \"v1\" cannot be handled as a Deployment: invalid type: string \"two\""
+        ),
+        "{}",
+        status.message
+    );
     let created = deploys
         .patch("web", &PatchParams::apply("sealift"), &Patch::Apply(bad))
         .await

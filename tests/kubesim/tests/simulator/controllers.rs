@@ -179,6 +179,18 @@ async fn missing_and_foreign_images_fail_with_err_image_pull_and_the_deadline_pa
                 waiting.message.clone().unwrap_or_default().contains(expected),
                 "{app}: {waiting:?}"
             );
+            let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(pods.clone().into_client(), "default");
+            let pod_name = p.metadata.name.clone().expect("name");
+            let list = events
+                .list(&ListParams::default().fields(&format!("involvedObject.name={pod_name}")))
+                .await
+                .expect("events");
+            assert!(
+                list.items.iter().any(|e| e.reason.as_deref() == Some("Failed")
+                    && e.message.as_deref().is_some_and(|m| m.contains(expected))),
+                "pull failure event for {pod_name}: {:?}",
+                list.items
+            );
         }
     }
 }
@@ -372,6 +384,19 @@ async fn jobs_complete_fail_with_injected_exit_codes_and_run_local_commands() {
     let exec = wait_for(jobs.clone(), "exec", "finished", done).await;
     assert_eq!(job_condition(&exec).as_deref(), Some("Complete"));
     assert_eq!(job_log(&client, "exec").await, "copied 42 rows\n");
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let boom_events = events
+        .list(&ListParams::default().fields("involvedObject.name=boom"))
+        .await
+        .expect("events");
+    assert!(
+        boom_events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("BackoffLimitExceeded") && e.type_.as_deref() == Some("Warning")),
+        "{:?}",
+        boom_events.items
+    );
     let failed = wait_for(jobs.clone(), "exec-fail", "finished", done).await;
     assert_eq!(job_condition(&failed).as_deref(), Some("Failed"));
     assert_eq!(job_log(&client, "exec-fail").await, "disk full\n");

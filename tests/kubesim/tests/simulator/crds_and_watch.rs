@@ -34,6 +34,7 @@ pub fn widget_crd() -> serde_json::Value {
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
                         "size": {"type": "integer"},
+                        "color": {"type": "string", "default": "blue", "enum": ["blue", "red"]},
                         "parts": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                             "items": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}
                     }},
@@ -77,6 +78,28 @@ async fn custom_resources_are_served_while_their_crd_is_established() {
         .await
         .expect("apply CR");
     assert_eq!(applied.data["spec"]["size"], 3);
+    assert_eq!(applied.data["spec"]["color"], "blue", "schema default applied");
+
+    let mut mistyped = w.clone();
+    mistyped["metadata"]["name"] = json!("w2");
+    mistyped["spec"]["size"] = json!("three");
+    mistyped["spec"]["color"] = json!("green");
+    let err = widgets
+        .patch("w2", &PatchParams::apply("sealift"), &Patch::Apply(mistyped))
+        .await
+        .expect_err("mistyped");
+    let status = status_of(err);
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status.message.starts_with("Widget.example.com \"w2\" is invalid: [spec.size: Invalid value: \"string\": spec.size in body must be of type integer"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("spec.color: Unsupported value: \"green\""),
+        "{}",
+        status.message
+    );
     let mf = applied.metadata.managed_fields.clone().expect("managed fields");
     assert_eq!(
         mf[0].fields_v1.clone().expect("v1").0["f:spec"]["f:parts"]["k:{\"name\":\"a\"}"]["f:count"],

@@ -1,0 +1,201 @@
+//! The command line: `serve` runs the agent; the other commands talk to a running agent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::config::AgentConfig;
+use crate::import::ImportOptions;
+use crate::service::Agent;
+
+/// Verifies bundles, loads their images into the cluster's registry, and keeps what it accepted.
+#[derive(Debug, Parser)]
+#[command(name = "sealift-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach a running agent.
+#[derive(Debug, clap::Args)]
+pub struct Remote {
+    /// The agent's URL.
+    #[arg(long, env = "SEALIFT_SERVER", default_value = "http://127.0.0.1:8443")]
+    pub server: String,
+    /// An admin or viewer token.
+    #[arg(long, env = "SEALIFT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// CA certificate (PEM) of the agent's TLS certificate.
+    #[arg(long, env = "SEALIFT_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen on a non-loopback address without TLS (tokens cross the network in clear).
+        #[arg(long)]
+        insecure_listen: bool,
+    },
+    /// Import a bundle: upload FILE (resumable), or take one on the agent's volume.
+    Import {
+        /// The bundle file to upload.
+        file: Option<PathBuf>,
+        /// A bundle file already on the agent's volume.
+        #[arg(long, conflicts_with = "file")]
+        from_path: Option<PathBuf>,
+        /// Accept an older build than the one accepted for its version (audited).
+        #[arg(long)]
+        allow_older: bool,
+        /// Admit an expired bundle as a restore target only (audited).
+        #[arg(long)]
+        for_restore: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List imported versions, newest first.
+    Versions {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print the audit log.
+    Audit {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config, insecure_listen } => serve(&config, insecure_listen).await,
+        Command::Import { file, from_path, allow_older, for_restore, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let options = ImportOptions { allow_older, for_restore };
+            if allow_older {
+                eprintln!("warning: --allow-older admits a build older than the accepted one; this is audited");
+            }
+            let summary = match (file, from_path) {
+                (Some(f), None) => client.upload(&f, options).await?,
+                (None, Some(p)) => client.import_path(&p, options).await?,
+                _ => bail!("give a FILE to upload or --from-path PATH on the agent's volume"),
+            };
+            print_summary(&summary);
+            Ok(())
+        }
+        Command::Versions { remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = client.get("/api/v1/versions").await?;
+            println!("{:<16} {:>9} {:<22} {:>12}  {}", "VERSION", "SEQUENCE", "IMPORTED", "SIZE", "PINNED");
+            for b in v["versions"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:>9} {:<22} {:>12}  {}",
+                    b["version"].as_str().unwrap_or(""),
+                    b["sequence"],
+                    b["importedAt"].as_str().unwrap_or(""),
+                    b["size"],
+                    if b["pinned"] == true { "pinned" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::Audit { remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = client.get("/api/v1/audit").await?;
+            for r in v["records"].as_array().into_iter().flatten() {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_summary(s: &serde_json::Value) {
+    let already = if s["alreadyImported"] == true { " (already imported; nothing changed)" } else { "" };
+    println!("imported {} {} (sequence {}){already}", s["product"].as_str().unwrap_or(""), s["version"].as_str().unwrap_or(""), s["sequence"]);
+    println!("  identity {}", s["identity"].as_str().unwrap_or(""));
+    println!("  signers  {}", s["signers"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "));
+    println!("  size     {} bytes", s["size"]);
+    for i in s["images"].as_array().into_iter().flatten() {
+        println!("  image    {}", i.as_str().unwrap_or(""));
+    }
+    let p = &s["pushed"];
+    match p["error"].as_str() {
+        Some(e) => println!("  registry push FAILED: {e}"),
+        None => println!("  registry: {} blobs uploaded ({} bytes), {} already present, {} manifests, {} tags", p["blobsUploaded"], p["bytesUploaded"], p["blobsSkipped"], p["manifestsPushed"], p["tagsPushed"]),
+    }
+}
+
+/// Runs the HTTP API until SIGTERM or Ctrl-C.
+pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()> {
+    let cfg = AgentConfig::load(config)?;
+    let addr: SocketAddr = cfg.listen;
+    if cfg.tls.is_none() && !addr.ip().is_loopback() {
+        if !insecure_listen {
+            bail!("listen {addr} is not loopback and no tls is configured\nhint: configure tls.certFile/keyFile, or pass --insecure-listen");
+        }
+        tracing::warn!("listening on {addr} without TLS (--insecure-listen): tokens cross the network in clear");
+    }
+    let tls = cfg.tls.clone();
+    let agent = Arc::new(Agent::open(cfg)?);
+    let app = crate::api::router(agent.clone());
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    tracing::info!("sealift-agent listening on {addr}{}", if tls.is_some() { " (TLS)" } else { "" });
+    match tls {
+        Some(t) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_file, &t.key_file)
+                .await
+                .with_context(|| format!("cannot load tls.certFile {} / tls.keyFile {}", t.cert_file.display(), t.key_file.display()))?;
+            axum_server::bind_rustls(addr, rustls).handle(handle).serve(app.into_make_service()).await?;
+        }
+        None => axum_server::bind(addr).handle(handle).serve(app.into_make_service()).await?,
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}

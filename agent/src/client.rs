@@ -1,0 +1,128 @@
+//! The CLI's HTTP client for a running agent: resumable uploads and reads.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::import::ImportOptions;
+
+/// Size of each uploaded part.
+const PART: u64 = 8 << 20;
+/// Consecutive failed attempts before giving up.
+const ATTEMPTS: u32 = 8;
+
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+}
+
+impl Client {
+    pub fn new(server: &str, token: &str, ca: Option<&Path>) -> Result<Self> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(600));
+        if let Some(ca) = ca {
+            let pem = fs_err::read(ca)?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--ca is not a PEM certificate")?);
+        }
+        Ok(Self { http: builder.build()?, server: server.trim_end_matches('/').to_owned(), token: token.to_owned() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    async fn check(resp: reqwest::Response) -> Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let code = body["code"].as_str().unwrap_or("error");
+            let msg = body["message"].as_str().unwrap_or("");
+            bail!("the agent answered {status}: {msg} ({code})");
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let resp = self.http.get(self.url(path)).bearer_auth(&self.token).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
+    /// Uploads `file` part by part, resuming from the agent's offset after any break, then commits.
+    pub async fn upload(&self, file: &Path, options: ImportOptions) -> Result<Value> {
+        let size = fs_err::metadata(file)?.len();
+        let mut body = serde_json::to_value(options)?;
+        body["size"] = json!(size);
+        let resp = self.http.post(self.url("/api/v1/uploads")).bearer_auth(&self.token).json(&body).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        let created = Self::check(resp).await?;
+        let id = created["id"].as_str().context("the agent gave no upload id")?.to_owned();
+        let mut f = fs_err::File::open(file)?;
+        let mut offset = 0u64;
+        let mut failures = 0;
+        while offset < size {
+            let len = PART.min(size - offset);
+            let mut buf = vec![0u8; len as usize];
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_exact(&mut buf)?;
+            let sent = self
+                .http
+                .put(self.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
+                .bearer_auth(&self.token)
+                .body(buf)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status() == reqwest::StatusCode::CONFLICT => {
+                    let v: Value = resp.json().await.unwrap_or(Value::Null);
+                    offset = v["expectedOffset"].as_u64().context("409 without expectedOffset")?;
+                }
+                Ok(resp) if resp.status().is_success() => {
+                    let v: Value = resp.json().await?;
+                    offset = v["offset"].as_u64().context("no offset in the answer")?;
+                    failures = 0;
+                    eprintln!("uploaded {} of {} MiB", offset >> 20, size >> 20);
+                }
+                Ok(resp) if resp.status().is_server_error() => {
+                    failures += 1;
+                    self.resync(&id, &mut offset, failures, &format!("{}", resp.status())).await?;
+                }
+                Ok(resp) => {
+                    Self::check(resp).await?;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.resync(&id, &mut offset, failures, &e.to_string()).await?;
+                }
+            }
+        }
+        let resp = self
+            .http
+            .post(self.url(&format!("/api/v1/uploads/{id}/commit")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
+    async fn resync(&self, id: &str, offset: &mut u64, failures: u32, why: &str) -> Result<()> {
+        if failures > ATTEMPTS {
+            bail!("upload {id} failed {ATTEMPTS} times in a row (last: {why})\nhint: run the same import again later; it resumes");
+        }
+        eprintln!("upload interrupted ({why}); resuming");
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
+        if let Ok(v) = self.get(&format!("/api/v1/uploads/{id}")).await {
+            *offset = v["offset"].as_u64().unwrap_or(*offset);
+        }
+        Ok(())
+    }
+
+    pub async fn import_path(&self, path: &Path, options: ImportOptions) -> Result<Value> {
+        let mut body = serde_json::to_value(options)?;
+        body["path"] = json!(path);
+        let resp = self.http.post(self.url("/api/v1/imports")).bearer_auth(&self.token).json(&body).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+}

@@ -1,0 +1,248 @@
+//! `agent.yaml`: the agent's configuration, checked before anything starts. Every error
+//! names the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentConfig {
+    /// Address to listen on (`127.0.0.1:8443`).
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    pub store: StoreConfig,
+    pub trust: TrustConfig,
+    pub registry: RegistryConfig,
+    pub tokens: TokensConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// PEM certificate chain (a mounted Secret's `tls.crt`).
+    pub cert_file: PathBuf,
+    /// PEM private key (a mounted Secret's `tls.key`).
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// Most bytes the store may hold (`50Gi`, `200G`, or a number of bytes).
+    pub max_bytes: Size,
+    /// Free space always left on the volume (default 1Gi).
+    #[serde(default = "default_reserve")]
+    pub reserve_bytes: Size,
+}
+
+fn default_reserve() -> Size {
+    Size(1 << 30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrustConfig {
+    /// The vendor's trusted root (`N.root.json`), the anchor of every root chain.
+    pub root: PathBuf,
+    /// The product this agent installs; bundles of any other are refused.
+    pub product: schemas::ProductName,
+    /// Allowed clock skew (`1h`, `10m`); default one hour.
+    #[serde(default = "default_skew")]
+    pub clock_skew: String,
+}
+
+fn default_skew() -> String {
+    "1h".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryConfig {
+    /// `https://registry.example:5000`; `http://` only with `insecure: true`.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Repository path prefix for every image (`vendor/acme`).
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Allow plain HTTP to the registry.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokensConfig {
+    #[serde(default)]
+    pub admin: Vec<TokenConfig>,
+    #[serde(default)]
+    pub viewer: Vec<TokenConfig>,
+}
+
+/// A named bearer token, read from a file (a mounted Secret).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenConfig {
+    pub name: String,
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetentionConfig {
+    /// Unpinned bundles kept besides the current and previous ones.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { keep: default_keep() }
+    }
+}
+
+fn default_keep() -> usize {
+    3
+}
+
+/// A byte count written as a number or with a unit (`Ki`, `Mi`, `Gi`, `Ti`, `K`, `M`, `G`, `T`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size like 50Gi"))?;
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use Ki, Mi, Gi, Ti, K, M, G or T)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A config error naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct ConfigError {
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+}
+
+impl AgentConfig {
+    /// Reads and checks the file; relative paths are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, problem: String| ConfigError { file: file.clone(), key: key.to_owned(), problem };
+        let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
+        let mut cfg: AgentConfig = serde_saphyr::from_str(&text).map_err(|e| {
+            let msg = e.to_string();
+            // serde names the field in its message ("unknown field `x`", "missing field `y`").
+            let key = msg.split('`').nth(1).unwrap_or("(document)").to_owned();
+            err(&key, msg)
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut cfg.store.dir);
+        fix(&mut cfg.trust.root);
+        if let Some(t) = cfg.tls.as_mut() {
+            fix(&mut t.cert_file);
+            fix(&mut t.key_file);
+        }
+        if let Some(p) = cfg.registry.password_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = cfg.registry.ca_file.as_mut() {
+            fix(p);
+        }
+        for t in cfg.tokens.admin.iter_mut().chain(cfg.tokens.viewer.iter_mut()) {
+            fix(&mut t.token_file);
+        }
+        schemas::timestamp::parse_duration(&cfg.trust.clock_skew).map_err(|e| err("trust.clockSkew", e.to_string()))?;
+        if !cfg.trust.root.is_file() {
+            return Err(err("trust.root", format!("{} does not exist", cfg.trust.root.display())));
+        }
+        let url = &cfg.registry.url;
+        match url.split_once("://") {
+            Some(("https", _)) => {}
+            Some(("http", _)) if cfg.registry.insecure => {}
+            Some(("http", _)) => {
+                return Err(err("registry.url", format!("{url} is plain HTTP; set registry.insecure: true to allow it")));
+            }
+            _ => return Err(err("registry.url", format!("{url} must start with https:// (or http:// with insecure)"))),
+        }
+        if cfg.registry.username.is_some() != cfg.registry.password_file.is_some() {
+            return Err(err("registry.username", "username and passwordFile go together".into()));
+        }
+        if cfg.tokens.admin.is_empty() {
+            return Err(err("tokens.admin", "at least one admin token is needed".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in cfg.tokens.admin.iter().chain(&cfg.tokens.viewer).enumerate() {
+            if !names.insert(t.name.clone()) {
+                return Err(err(&format!("tokens[{i}].name"), format!("{:?} is used twice", t.name)));
+            }
+            if !t.token_file.is_file() {
+                return Err(err(&format!("tokens.{}.tokenFile", t.name), format!("{} does not exist", t.token_file.display())));
+            }
+        }
+        if cfg.store.max_bytes.0 == 0 {
+            return Err(err("store.maxBytes", "must be more than 0".into()));
+        }
+        Ok(cfg)
+    }
+
+    pub fn skew_seconds(&self) -> i64 {
+        schemas::timestamp::parse_duration(&self.trust.clock_skew).unwrap_or(3600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50Gi").unwrap(), 50 << 30);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("5GB").unwrap_err().contains("unknown unit"));
+    }
+}

@@ -1,0 +1,27 @@
+//! `sealift-agent`, the customer-side program: trusted import of bundles into its store,
+//! images into the cluster's registry, and (later) the release engine.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod import;
+pub mod persist;
+pub mod refusal;
+pub mod registry;
+pub mod service;
+pub mod store;
+pub mod trust_state;
+
+/// An error and its causes on one line.
+pub fn cli_error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,477 @@
+//! Trusted import through the real HTTP API and the real `sealift-agent import` CLI, with
+//! the real registry and skopeo. Every refusal is checked to change nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use agent::config::AgentConfig;
+use agent::service::Agent;
+use schemas::Timestamp;
+use tests::oci_fixtures::skopeo_inspect_raw;
+use tests::registry::{Registry, RegistryOptions};
+use tests::sample;
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const VIEWER: &str = "viewer-token-0123456789abcdef";
+/// SOURCE_DATE_EPOCH of test bundles: 2026-01-01.
+const CREATED: i64 = 1_767_225_600;
+
+/// Keys, roots, a registry with the sample images, and bundles built from them.
+struct Vendor {
+    dir: tempfile::TempDir,
+    registry: Registry,
+    release_key: PathBuf,
+    roots: PathBuf,
+}
+
+impl Vendor {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::start(RegistryOptions::default()).unwrap();
+        sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
+        let keys_dir = dir.path().join("keys");
+        let root = keys::generate_key_files(&keys_dir, "root").unwrap();
+        let release = keys::generate_key_files(&keys_dir, "release").unwrap();
+        let roots = dir.path().join("roots");
+        let root_key = keys::SigningKey::load(&root.private_key, keys::PASSPHRASE_ENV).unwrap();
+        let release_pub = keys::PublicKey::load(&release.public_key).unwrap();
+        std::fs::create_dir_all(&roots).unwrap();
+        keys::root_dir::init(&roots, &[root_key], vec![], None, vec![release_pub], None).unwrap();
+        Self { dir, registry, release_key: release.private_key, roots }
+    }
+
+    /// Builds sample-app `version` with `sequence` (and extra args) into a bundle file.
+    fn build(&self, version: &str, sequence: u64, extra: &[&str]) -> PathBuf {
+        let out = self.dir.path().join(format!("sample-app-{version}-{sequence}.sealift"));
+        let mut argv = vec![
+            "sealift-bundler".to_owned(),
+            "build".to_owned(),
+            sample::sample_spec(version).display().to_string(),
+            "--version".into(),
+            version.into(),
+            "--sequence".into(),
+            sequence.to_string(),
+            "--key".into(),
+            self.release_key.display().to_string(),
+            "--root-dir".into(),
+            self.roots.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--helm".into(),
+            sample::helm_stand_in().display().to_string(),
+            "--registry-override".into(),
+            format!("quay.io={}", self.registry.addr()),
+            "--allow-simulator-annotations".into(),
+            "--format".into(),
+            "json".into(),
+        ];
+        argv.extend(extra.iter().map(|s| (*s).to_owned()));
+        let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let bundler::cli::Command::Build(args) = cli.command else { unreachable!() };
+        bundler::cmd::build::run_at(*args, Some(&CREATED.to_string())).unwrap();
+        out
+    }
+}
+
+/// A running agent on loopback with its own store and target registry.
+struct RunningAgent {
+    dir: tempfile::TempDir,
+    agent: Arc<Agent>,
+    url: String,
+    target: Registry,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, product: &str, max_bytes: &str) -> PathBuf {
+    std::fs::write(dir.join("admin.token"), ADMIN).unwrap();
+    std::fs::write(dir.join("viewer.token"), VIEWER).unwrap();
+    std::fs::copy(vendor.roots.join("1.root.json"), dir.join("root.json")).unwrap();
+    let cfg = format!(
+        "listen: 127.0.0.1:0\nstore:\n  dir: store\n  maxBytes: {max_bytes}\n  reserveBytes: 0\ntrust:\n  root: root.json\n  product: {product}\n  clockSkew: 1h\nregistry:\n  url: http://{}\n  insecure: true\ntokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n",
+        target.addr()
+    );
+    let path = dir.join("agent.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> RunningAgent {
+    let cfg = AgentConfig::load(&dir.path().join("agent.yaml")).unwrap();
+    let agent = Arc::new(Agent::open_with_clock(cfg, Box::new(move || Timestamp::from_unix(now).unwrap())).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = agent::api::router(agent.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    RunningAgent { dir, agent, url, target, _server: server }
+}
+
+async fn start_agent(vendor: &Vendor, product: &str, max_bytes: &str, now: i64) -> RunningAgent {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), vendor, &target, product, max_bytes);
+    start_agent_in(dir, target, now).await
+}
+
+/// Runs `sealift-agent import …` against the agent.
+async fn cli_import(a: &RunningAgent, file: &Path, token: &str, extra: &[&str]) -> std::process::Output {
+    let (url, file, token) = (a.url.clone(), file.to_owned(), token.to_owned());
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+            .arg("import")
+            .arg(&file)
+            .args(["--server", &url, "--token", &token])
+            .args(&extra)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Everything a refusal must leave unchanged.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    trust: Vec<u8>,
+    index: Vec<u8>,
+    bundles: Vec<String>,
+    uploads: Vec<String>,
+    registry: Vec<String>,
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Repositories, tags and manifest revisions in the registry's storage.
+fn registry_state(r: &Registry) -> Vec<String> {
+    let root = r.storage_dir();
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().flatten() {
+        let p = e.path().strip_prefix(&root).unwrap().display().to_string();
+        if p.contains("/_manifests/") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn snapshot(a: &RunningAgent) -> Snapshot {
+    let store = a.dir.path().join("store");
+    Snapshot {
+        trust: std::fs::read(store.join("trust.json")).unwrap_or_default(),
+        index: std::fs::read(store.join("index.json")).unwrap_or_default(),
+        bundles: list(&store.join("bundles")),
+        uploads: list(&store.join("uploads")),
+        registry: registry_state(&a.target),
+    }
+}
+
+fn last_audit(a: &RunningAgent) -> agent::audit::AuditRecord {
+    a.agent.audit.read().unwrap().pop().expect("an audit record")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// 2026-03-01: after the test bundles' creation, before their expiry.
+const NOW: i64 = CREATED + 59 * 86_400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_sample_app_and_loads_every_image_into_the_registry() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v2 = vendor.build("2.0.0", 2, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    let out = cli_import(&a, &v1, ADMIN, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("imported sample-app 1.0.0 (sequence 1)"), "{text}");
+    assert!(text.contains("image    quay.io/sealift-sample/web:1.0.0"), "{text}");
+    let out = cli_import(&a, &v2, ADMIN, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Versions, newest first.
+    let out = Command::new(env!("CARGO_BIN_EXE_sealift-agent")).args(["versions", "--server", &a.url, "--token", VIEWER]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let p2 = text.find("2.0.0").expect("2.0.0 listed");
+    let p1 = text.find("1.0.0").expect("1.0.0 listed");
+    assert!(p2 < p1, "{text}");
+
+    // Every index and platform manifest is in the registry byte for byte, and skopeo copies it.
+    let head = schemas::inspect::read_metadata(&v1, keys::TrustedRoots::from_envelopes(&keys::root_dir::load(&vendor.roots).unwrap()).unwrap()).unwrap().0;
+    for image in &head.manifest().images {
+        let mut digests = vec![image.digest];
+        digests.extend(image.platforms.iter().map(|p| p.digest));
+        for d in digests {
+            let reference = format!("{}@{d}", image.target);
+            let raw = skopeo_inspect_raw(&a.target, &reference).unwrap();
+            assert_eq!(schemas::Digest::of(&raw), d, "{reference}");
+            let dest = tempfile::tempdir().unwrap();
+            let copied = Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "--src-tls-verify=false", "--quiet"])
+                .arg(format!("docker://{}/{reference}", a.target.addr()))
+                .arg(format!("oci:{}:x", dest.path().display()))
+                .output()
+                .unwrap();
+            assert!(copied.status.success(), "skopeo copy {reference}: {}", stderr(&copied));
+        }
+        let tagged = skopeo_inspect_raw(&a.target, &format!("{}:{}", image.target, image.tags[0])).unwrap();
+        assert_eq!(schemas::Digest::of(&tagged), image.digest);
+    }
+
+    // The same bundle again: idempotent, nothing uploaded.
+    let before = snapshot(&a);
+    let out = cli_import(&a, &v1, ADMIN, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("already imported"), "{text}");
+    assert!(text.contains("0 blobs uploaded"), "{text}");
+    let after = snapshot(&a);
+    assert_eq!(before.index, after.index);
+    assert_eq!(before.bundles, after.bundles);
+    assert_eq!(before.registry, after.registry);
+}
+
+/// Imports `file` and expects a refusal with `code` that changed nothing.
+async fn assert_refused(a: &RunningAgent, file: &Path, extra: &[&str], code: &str, message: &str) {
+    let before = snapshot(a);
+    let out = cli_import(a, file, ADMIN, extra).await;
+    assert_eq!(out.status.code(), Some(1), "not refused: {}", String::from_utf8_lossy(&out.stdout));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("({code})")), "expected code {code}: {err}");
+    assert!(err.contains(message), "expected {message:?}: {err}");
+    assert_eq!(snapshot(a), before, "refusal {code} changed state");
+    let audit = last_audit(a);
+    assert_eq!((audit.outcome.as_str(), audit.code.as_deref()), ("refused", Some(code)), "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_reason_and_change_nothing() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 5, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    assert!(cli_import(&a, &v1, ADMIN, &[]).await.status.success());
+
+    // Same version, lower sequence: a replayed older build.
+    let older = vendor.build("1.0.0", 4, &[]);
+    assert_refused(&a, &older, &[], "older_build", "already accepted with sequence 5").await;
+    // Raising minSequence revokes lower builds.
+    let v2 = vendor.build("2.0.0", 10, &["--min-sequence", "9"]);
+    assert!(cli_import(&a, &v2, ADMIN, &[]).await.status.success());
+    let revoked = vendor.build("2.0.0", 8, &[]);
+    assert_refused(&a, &revoked, &[], "below_min_sequence", "below the minimum sequence 9").await;
+    // --allow-older admits it, audited as a warning.
+    let out = cli_import(&a, &older, ADMIN, &["--allow-older"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(a.agent.audit.read().unwrap().iter().any(|r| r.code.as_deref() == Some("allow_older")));
+
+    // Signed by someone else's root.
+    let stranger = Vendor::new();
+    let foreign = stranger.build("3.0.0", 20, &[]);
+    assert_refused(&a, &foreign, &[], "root_chain_untrusted", "root chain is not trusted").await;
+
+    // 100 random byte flips.
+    let bytes = std::fs::read(&v1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = 0x5eed_u64;
+    for i in 0..100 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let at = (seed >> 33) as usize % bytes.len();
+        let mut m = bytes.clone();
+        m[at] ^= 1 << (i % 8);
+        let f = dir.path().join(format!("flip-{i}.sealift"));
+        std::fs::write(&f, &m).unwrap();
+        let before = snapshot(&a);
+        let out = cli_import(&a, &f, ADMIN, &[]).await;
+        // The same bundle bytes are already imported; a flipped byte must never be accepted.
+        assert_eq!(out.status.code(), Some(1), "flip at {at} accepted");
+        assert_eq!(snapshot(&a), before, "flip at {at} changed state");
+        assert_eq!(last_audit(&a).outcome, "refused");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_product_and_space_refusals() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &["--valid-for", "30d"]);
+    // Expired: the clock is past the install window.
+    let a = start_agent(&vendor, "sample-app", "10Gi", CREATED + 31 * 86_400).await;
+    assert_refused(&a, &v1, &[], "expired", "expired at").await;
+    // ...but admitted as a restore target.
+    let out = cli_import(&a, &v1, ADMIN, &["--for-restore"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(a.agent.store.list()[0].restore_only);
+
+    // Created in the future of the agent's clock.
+    let a = start_agent(&vendor, "sample-app", "10Gi", CREATED - 2 * 3600).await;
+    assert_refused(&a, &v1, &[], "created_in_future", "more than 3600s after the clock").await;
+
+    // Wrong product.
+    let a = start_agent(&vendor, "other-product", "10Gi", NOW).await;
+    assert_refused(&a, &v1, &[], "wrong_product", "expected \"other-product\"").await;
+
+    // maxBytes: refused up front, before any byte is uploaded.
+    let a = start_agent(&vendor, "sample-app", "1000", NOW).await;
+    assert_refused(&a, &v1, &[], "store_full", "need").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_behind_the_floor_is_refused() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v2 = vendor.build("2.0.0", 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let a = start_agent_in(dir, target, NOW).await;
+    assert!(cli_import(&a, &v1, ADMIN, &[]).await.status.success());
+    // Restart the agent with its clock set back a week: the floor is NOW.
+    let RunningAgent { dir, target, _server, .. } = a;
+    _server.abort();
+    let a = start_agent_in(dir, target, NOW - 7 * 86_400).await;
+    assert_refused(&a, &v2, &[], "clock_behind_floor", "behind the clock floor").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_and_viewers_cannot_mutate() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    let before = snapshot(&a);
+    let client = reqwest::Client::new();
+    let r = client.post(format!("{}/api/v1/uploads", a.url)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.post(format!("{}/api/v1/uploads", a.url)).bearer_auth("wrong-token-0123456789").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.post(format!("{}/api/v1/uploads", a.url)).bearer_auth(VIEWER).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client.get(format!("{}/api/v1/versions", a.url)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client.get(format!("{}/api/v1/versions", a.url)).bearer_auth(VIEWER).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let out = cli_import(&a, &v1, VIEWER, &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    assert_eq!(snapshot(&a), before);
+    let audit = a.agent.audit.read().unwrap();
+    assert!(audit.iter().any(|r| r.token == "victor" && r.code.as_deref() == Some("forbidden")));
+    assert!(audit.iter().any(|r| r.token == "-" && r.code.as_deref() == Some("unauthorized")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_resumes_after_an_agent_restart() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let bytes = std::fs::read(&v1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let a = start_agent_in(dir, target, NOW).await;
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/api/v1/uploads", a.url))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "size": bytes.len() }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let cut = bytes.len() * 2 / 3;
+    let r = client.put(format!("{}/api/v1/uploads/{id}?offset=0", a.url)).bearer_auth(ADMIN).body(bytes[..cut].to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A part at the wrong offset: 409 naming the expected one.
+    let r = client.put(format!("{}/api/v1/uploads/{id}?offset=7", a.url)).bearer_auth(ADMIN).body(vec![0u8; 10]).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["expectedOffset"].as_u64(), Some(cut as u64));
+
+    // Restart: the upload resumes from its last verified entry boundary.
+    let RunningAgent { dir, target, _server, .. } = a;
+    _server.abort();
+    let a = start_agent_in(dir, target, NOW).await;
+    let v: serde_json::Value = client.get(format!("{}/api/v1/uploads/{id}", a.url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let resume = v["offset"].as_u64().unwrap() as usize;
+    assert!(resume > 0 && resume <= cut, "resume offset {resume} of {cut}");
+    let r = client.put(format!("{}/api/v1/uploads/{id}?offset={resume}", a.url)).bearer_auth(ADMIN).body(bytes[resume..].to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = client.post(format!("{}/api/v1/uploads/{id}/commit", a.url)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let summary: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(summary["version"], "1.0.0");
+    assert_eq!(a.agent.store.list().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_a_path_on_the_agent_volume() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    let out = tokio::task::spawn_blocking({
+        let (url, v1) = (a.url.clone(), v1.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+                .arg("import")
+                .arg("--from-path")
+                .arg(&v1)
+                .args(["--server", &url, "--token", ADMIN])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported sample-app 1.0.0"));
+}
+
+#[test]
+fn a_failing_writer_leaves_no_partial_file() {
+    use std::io::Write;
+    struct Failing(usize);
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 < buf.len() {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let cfg = AgentConfig::load(&dir.path().join("agent.yaml")).unwrap();
+    let store = agent::store::Store::open(&cfg.store.dir, 1 << 40, 0).unwrap();
+    let root = keys::Envelope::parse_canonical(&std::fs::read(&cfg.trust.root).unwrap()).unwrap();
+    let ctx = agent::import::ImportContext {
+        product: "sample-app".parse().unwrap(),
+        skew_seconds: 3600,
+        now: Timestamp::from_unix(NOW).unwrap(),
+        state: agent::trust_state::TrustState::anchored(&root, 1),
+        options: Default::default(),
+    };
+    let mut importer = agent::import::Importer::new(ctx, dir.path().join("data"), Box::new(Failing(100_000)));
+    let bytes = std::fs::read(&v1).unwrap();
+    let err = bytes.chunks(64 * 1024).try_for_each(|c| importer.push(c, &store)).unwrap_err();
+    assert_eq!(err.code(), "write_failed");
+    assert!(agent::cli_error_chain(&err).contains("No space left on device"), "{err}");
+    assert!(list(&cfg.store.dir.join("bundles")).is_empty());
+}

@@ -1,0 +1,6 @@
+//! Integration tests of `sealift-agent` with the real registry, skopeo and the real CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod import;
+mod push;

@@ -1,0 +1,1 @@
+//! Registry push tests (being written).
