@@ -31,7 +31,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn new(path: &Path) -> Self {
-        Self { path: path.to_owned(), lock: Mutex::new(()) }
+        Self {
+            path: path.to_owned(),
+            lock: Mutex::new(()),
+        }
     }
 
     /// Appends one record and syncs it.

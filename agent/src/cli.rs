@@ -75,8 +75,13 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -98,10 +103,22 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { config, insecure_listen } => serve(&config, insecure_listen).await,
-        Command::Import { file, from_path, allow_older, for_restore, remote } => {
+        Command::Serve {
+            config,
+            insecure_listen,
+        } => serve(&config, insecure_listen).await,
+        Command::Import {
+            file,
+            from_path,
+            allow_older,
+            for_restore,
+            remote,
+        } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
-            let options = ImportOptions { allow_older, for_restore };
+            let options = ImportOptions {
+                allow_older,
+                for_restore,
+            };
             if allow_older {
                 eprintln!("warning: --allow-older admits a build older than the accepted one; this is audited");
             }
@@ -116,7 +133,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Versions { remote } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
             let v = client.get("/api/v1/versions").await?;
-            println!("{:<16} {:>9} {:<22} {:>12}  {}", "VERSION", "SEQUENCE", "IMPORTED", "SIZE", "PINNED");
+            println!(
+                "{:<16} {:>9} {:<22} {:>12}  PINNED",
+                "VERSION", "SEQUENCE", "IMPORTED", "SIZE"
+            );
             for b in v["versions"].as_array().into_iter().flatten() {
                 println!(
                     "{:<16} {:>9} {:<22} {:>12}  {}",
@@ -141,10 +161,28 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_summary(s: &serde_json::Value) {
-    let already = if s["alreadyImported"] == true { " (already imported; nothing changed)" } else { "" };
-    println!("imported {} {} (sequence {}){already}", s["product"].as_str().unwrap_or(""), s["version"].as_str().unwrap_or(""), s["sequence"]);
+    let already = if s["alreadyImported"] == true {
+        " (already imported; nothing changed)"
+    } else {
+        ""
+    };
+    println!(
+        "imported {} {} (sequence {}){already}",
+        s["product"].as_str().unwrap_or(""),
+        s["version"].as_str().unwrap_or(""),
+        s["sequence"]
+    );
     println!("  identity {}", s["identity"].as_str().unwrap_or(""));
-    println!("  signers  {}", s["signers"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "  signers  {}",
+        s["signers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  size     {} bytes", s["size"]);
     for i in s["images"].as_array().into_iter().flatten() {
         println!("  image    {}", i.as_str().unwrap_or(""));
@@ -152,7 +190,10 @@ fn print_summary(s: &serde_json::Value) {
     let p = &s["pushed"];
     match p["error"].as_str() {
         Some(e) => println!("  registry push FAILED: {e}"),
-        None => println!("  registry: {} blobs uploaded ({} bytes), {} already present, {} manifests, {} tags", p["blobsUploaded"], p["bytesUploaded"], p["blobsSkipped"], p["manifestsPushed"], p["tagsPushed"]),
+        None => println!(
+            "  registry: {} blobs uploaded ({} bytes), {} already present, {} manifests, {} tags",
+            p["blobsUploaded"], p["bytesUploaded"], p["blobsSkipped"], p["manifestsPushed"], p["tagsPushed"]
+        ),
     }
 }
 
@@ -162,7 +203,9 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
     let addr: SocketAddr = cfg.listen;
     if cfg.tls.is_none() && !addr.ip().is_loopback() {
         if !insecure_listen {
-            bail!("listen {addr} is not loopback and no tls is configured\nhint: configure tls.certFile/keyFile, or pass --insecure-listen");
+            bail!(
+                "listen {addr} is not loopback and no tls is configured\nhint: configure tls.certFile/keyFile, or pass --insecure-listen"
+            );
         }
         tracing::warn!("listening on {addr} without TLS (--insecure-listen): tokens cross the network in clear");
     }
@@ -175,15 +218,32 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    tracing::info!("sealift-agent listening on {addr}{}", if tls.is_some() { " (TLS)" } else { "" });
+    tracing::info!(
+        "sealift-agent listening on {addr}{}",
+        if tls.is_some() { " (TLS)" } else { "" }
+    );
     match tls {
         Some(t) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_file, &t.key_file)
                 .await
-                .with_context(|| format!("cannot load tls.certFile {} / tls.keyFile {}", t.cert_file.display(), t.key_file.display()))?;
-            axum_server::bind_rustls(addr, rustls).handle(handle).serve(app.into_make_service()).await?;
+                .with_context(|| {
+                    format!(
+                        "cannot load tls.certFile {} / tls.keyFile {}",
+                        t.cert_file.display(),
+                        t.key_file.display()
+                    )
+                })?;
+            axum_server::bind_rustls(addr, rustls)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?;
         }
-        None => axum_server::bind(addr).handle(handle).serve(app.into_make_service()).await?,
+        None => {
+            axum_server::bind(addr)
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await?
+        }
     }
     Ok(())
 }

@@ -22,12 +22,19 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str, token: &str, ca: Option<&Path>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(600));
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(600));
         if let Some(ca) = ca {
             let pem = fs_err::read(ca)?;
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--ca is not a PEM certificate")?);
+            builder = builder
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--ca is not a PEM certificate")?);
         }
-        Ok(Self { http: builder.build()?, server: server.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        Ok(Self {
+            http: builder.build()?,
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -46,7 +53,13 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value> {
-        let resp = self.http.get(self.url(path)).bearer_auth(&self.token).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
         Self::check(resp).await
     }
 
@@ -55,9 +68,19 @@ impl Client {
         let size = fs_err::metadata(file)?.len();
         let mut body = serde_json::to_value(options)?;
         body["size"] = json!(size);
-        let resp = self.http.post(self.url("/api/v1/uploads")).bearer_auth(&self.token).json(&body).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        let resp = self
+            .http
+            .post(self.url("/api/v1/uploads"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
         let created = Self::check(resp).await?;
-        let id = created["id"].as_str().context("the agent gave no upload id")?.to_owned();
+        let id = created["id"]
+            .as_str()
+            .context("the agent gave no upload id")?
+            .to_owned();
         let mut f = fs_err::File::open(file)?;
         let mut offset = 0u64;
         let mut failures = 0;
@@ -86,7 +109,8 @@ impl Client {
                 }
                 Ok(resp) if resp.status().is_server_error() => {
                     failures += 1;
-                    self.resync(&id, &mut offset, failures, &format!("{}", resp.status())).await?;
+                    self.resync(&id, &mut offset, failures, &format!("{}", resp.status()))
+                        .await?;
                 }
                 Ok(resp) => {
                     Self::check(resp).await?;
@@ -109,7 +133,9 @@ impl Client {
 
     async fn resync(&self, id: &str, offset: &mut u64, failures: u32, why: &str) -> Result<()> {
         if failures > ATTEMPTS {
-            bail!("upload {id} failed {ATTEMPTS} times in a row (last: {why})\nhint: run the same import again later; it resumes");
+            bail!(
+                "upload {id} failed {ATTEMPTS} times in a row (last: {why})\nhint: run the same import again later; it resumes"
+            );
         }
         eprintln!("upload interrupted ({why}); resuming");
         tokio::time::sleep(Duration::from_millis(250 * u64::from(failures))).await;
@@ -122,7 +148,14 @@ impl Client {
     pub async fn import_path(&self, path: &Path, options: ImportOptions) -> Result<Value> {
         let mut body = serde_json::to_value(options)?;
         body["path"] = json!(path);
-        let resp = self.http.post(self.url("/api/v1/imports")).bearer_auth(&self.token).json(&body).send().await.with_context(|| format!("cannot reach {}", self.server))?;
+        let resp = self
+            .http
+            .post(self.url("/api/v1/imports"))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
         Self::check(resp).await
     }
 }

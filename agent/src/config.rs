@@ -149,7 +149,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use Ki, Mi, Gi, Ti, K, M, G or T)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use Ki, Mi, Gi, Ti, K, M, G or T)"
+            ));
+        }
     };
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
@@ -167,7 +171,11 @@ impl AgentConfig {
     /// Reads and checks the file; relative paths are relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let err = |key: &str, problem: String| ConfigError { file: file.clone(), key: key.to_owned(), problem };
+        let err = |key: &str, problem: String| ConfigError {
+            file: file.clone(),
+            key: key.to_owned(),
+            problem,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err("(file)", e.to_string()))?;
         let mut cfg: AgentConfig = serde_saphyr::from_str(&text).map_err(|e| {
             let msg = e.to_string();
@@ -198,16 +206,27 @@ impl AgentConfig {
         }
         schemas::timestamp::parse_duration(&cfg.trust.clock_skew).map_err(|e| err("trust.clockSkew", e.to_string()))?;
         if !cfg.trust.root.is_file() {
-            return Err(err("trust.root", format!("{} does not exist", cfg.trust.root.display())));
+            return Err(err(
+                "trust.root",
+                format!("{} does not exist", cfg.trust.root.display()),
+            ));
         }
         let url = &cfg.registry.url;
         match url.split_once("://") {
             Some(("https", _)) => {}
             Some(("http", _)) if cfg.registry.insecure => {}
             Some(("http", _)) => {
-                return Err(err("registry.url", format!("{url} is plain HTTP; set registry.insecure: true to allow it")));
+                return Err(err(
+                    "registry.url",
+                    format!("{url} is plain HTTP; set registry.insecure: true to allow it"),
+                ));
             }
-            _ => return Err(err("registry.url", format!("{url} must start with https:// (or http:// with insecure)"))),
+            _ => {
+                return Err(err(
+                    "registry.url",
+                    format!("{url} must start with https:// (or http:// with insecure)"),
+                ));
+            }
         }
         if cfg.registry.username.is_some() != cfg.registry.password_file.is_some() {
             return Err(err("registry.username", "username and passwordFile go together".into()));
@@ -221,7 +240,10 @@ impl AgentConfig {
                 return Err(err(&format!("tokens[{i}].name"), format!("{:?} is used twice", t.name)));
             }
             if !t.token_file.is_file() {
-                return Err(err(&format!("tokens.{}.tokenFile", t.name), format!("{} does not exist", t.token_file.display())));
+                return Err(err(
+                    &format!("tokens.{}.tokenFile", t.name),
+                    format!("{} does not exist", t.token_file.display()),
+                ));
             }
         }
         if cfg.store.max_bytes.0 == 0 {

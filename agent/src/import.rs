@@ -40,7 +40,11 @@ impl ImportContext {
     pub fn policy(&self) -> Policy {
         Policy {
             product: Some(self.product.clone()),
-            min_sequence: if self.options.allow_older { 0 } else { self.state.min_sequence },
+            min_sequence: if self.options.allow_older {
+                0
+            } else {
+                self.state.min_sequence
+            },
             now: Some(self.now),
             check_expiry: !self.options.for_restore,
             clock_floor: Some(self.state.clock_floor),
@@ -51,14 +55,16 @@ impl ImportContext {
     /// The replay rule: one listed build per version; a lower sequence is refused.
     pub fn check_replay(&self, head: &VerifiedHead) -> Result<(), ImportRefusal> {
         let m = head.manifest();
-        if let Some(accepted) = self.state.versions.get(&m.version.to_string()) {
-            if accepted.identity != head.identity() && accepted.sequence > m.sequence && !self.options.allow_older {
-                return Err(ImportRefusal::OlderBuild {
-                    version: m.version.to_string(),
-                    accepted: accepted.sequence,
-                    offered: m.sequence,
-                });
-            }
+        if let Some(accepted) = self.state.versions.get(&m.version.to_string())
+            && accepted.identity != head.identity()
+            && accepted.sequence > m.sequence
+            && !self.options.allow_older
+        {
+            return Err(ImportRefusal::OlderBuild {
+                version: m.version.to_string(),
+                accepted: accepted.sequence,
+                offered: m.sequence,
+            });
         }
         Ok(())
     }
@@ -67,8 +73,12 @@ impl ImportContext {
 /// Total archive size the manifest implies.
 pub fn archive_size(head: &VerifiedHead) -> u64 {
     let block = 512u64;
-    let entries: u64 =
-        head.manifest().entries.iter().map(|e| block + e.size + schemas::tar_header::padding(e.size)).sum();
+    let entries: u64 = head
+        .manifest()
+        .entries
+        .iter()
+        .map(|e| block + e.size + schemas::tar_header::padding(e.size))
+        .sum();
     block + head.entry().len() as u64 + schemas::tar_header::padding(head.entry().len() as u64) + entries + 2 * block
 }
 
@@ -112,7 +122,16 @@ impl Importer {
     /// Starts an import writing to `data` through `sink` (the file, or a test's failing writer).
     pub fn new(ctx: ImportContext, data: PathBuf, sink: Box<dyn Write + Send>) -> Self {
         let reader = BundleReader::new(ctx.state.trusted_roots(), ctx.policy());
-        Self { ctx, reader, sink, data, offset: 0, head: None, blobs: BTreeMap::new(), events: Vec::new() }
+        Self {
+            ctx,
+            reader,
+            sink,
+            data,
+            offset: 0,
+            head: None,
+            blobs: BTreeMap::new(),
+            events: Vec::new(),
+        }
     }
 
     /// Resumes from a persisted upload whose data file was truncated to `record.committed`.
@@ -124,7 +143,10 @@ impl Importer {
         record: &UploadRecord,
     ) -> Result<Self, ImportRefusal> {
         let next_entry = record.next_entry.unwrap_or(0);
-        let checkpoint = Checkpoint { offset: record.committed, next_entry };
+        let checkpoint = Checkpoint {
+            offset: record.committed,
+            next_entry,
+        };
         let reader = BundleReader::resume(ctx.state.trusted_roots(), ctx.policy(), head_entry, checkpoint)?;
         let head = reader.head().cloned();
         Ok(Self {
@@ -180,7 +202,9 @@ impl Importer {
                 Event::EntryVerified { .. } | Event::Finished => {}
             }
         }
-        self.sink.write_all(bytes).map_err(|source| ImportRefusal::Write { source })?;
+        self.sink
+            .write_all(bytes)
+            .map_err(|source| ImportRefusal::Write { source })?;
         self.offset += bytes.len() as u64;
         Ok(())
     }
@@ -189,8 +213,16 @@ impl Importer {
     pub fn finish(mut self) -> Result<Verified, ImportRefusal> {
         self.reader.finish()?;
         self.sink.flush().map_err(|source| ImportRefusal::Write { source })?;
-        let head = self.head.take().ok_or(schemas::Refusal::Truncated { offset: 0, context: "the head".into() })?;
-        Ok(Verified { head, blobs: self.blobs, size: self.offset, data: self.data })
+        let head = self.head.take().ok_or(schemas::Refusal::Truncated {
+            offset: 0,
+            context: "the head".into(),
+        })?;
+        Ok(Verified {
+            head,
+            blobs: self.blobs,
+            size: self.offset,
+            data: self.data,
+        })
     }
 }
 
@@ -208,7 +240,12 @@ impl Write for FileSink {
 
 /// Opens (creating) an upload data file for appending at `len`.
 pub fn open_data(path: &Path, len: u64) -> std::io::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
     file.set_len(len)?;
     use std::io::Seek;
     let mut f = file;

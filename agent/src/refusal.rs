@@ -7,7 +7,11 @@ pub enum ImportRefusal {
     #[error("bundle refused")]
     Bundle(#[from] schemas::Refusal),
     #[error("version {version} was already accepted with sequence {accepted}; this build has sequence {offered}")]
-    OlderBuild { version: String, accepted: u64, offered: u64 },
+    OlderBuild {
+        version: String,
+        accepted: u64,
+        offered: u64,
+    },
     #[error("not enough space for the bundle: need {need} bytes, have {have} (free space minus the reserve)")]
     NoSpace { need: u64, have: u64 },
     #[error("the store would exceed maxBytes: need {need} bytes, have {have} of {max}")]

@@ -114,10 +114,17 @@ impl Agent {
     }
 
     /// As [`Agent::open`] with an injected clock (tests).
-    pub fn open_with_clock(config: AgentConfig, clock: Box<dyn Fn() -> Timestamp + Send + Sync>) -> anyhow::Result<Self> {
+    pub fn open_with_clock(
+        config: AgentConfig,
+        clock: Box<dyn Fn() -> Timestamp + Send + Sync>,
+    ) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let store = Store::open(&config.store.dir, config.store.max_bytes.0, config.store.reserve_bytes.0)
-            .with_context(|| format!("cannot open the store {}", config.store.dir.display()))?;
+        let store = Store::open(
+            &config.store.dir,
+            config.store.max_bytes.0,
+            config.store.reserve_bytes.0,
+        )
+        .with_context(|| format!("cannot open the store {}", config.store.dir.display()))?;
         let root_bytes = fs_err::read(&config.trust.root)?;
         let root = keys::Envelope::parse_canonical(&root_bytes)
             .with_context(|| format!("trust.root {} is not a root envelope", config.trust.root.display()))?;
@@ -135,8 +142,19 @@ impl Agent {
         for (list, admin) in [(&config.tokens.admin, true), (&config.tokens.viewer, false)] {
             for t in list {
                 let value = fs_err::read_to_string(&t.token_file)?.trim().to_owned();
-                anyhow::ensure!(value.len() >= 16, "token {} in {} is shorter than 16 characters", t.name, t.token_file.display());
-                tokens.push((value, Caller { name: t.name.clone(), admin }));
+                anyhow::ensure!(
+                    value.len() >= 16,
+                    "token {} in {} is shorter than 16 characters",
+                    t.name,
+                    t.token_file.display()
+                );
+                tokens.push((
+                    value,
+                    Caller {
+                        name: t.name.clone(),
+                        admin,
+                    },
+                ));
             }
         }
         let audit = AuditLog::new(&config.store.dir.join("audit.jsonl"));
@@ -165,10 +183,21 @@ impl Agent {
 
     /// The caller a bearer token names, compared in constant time.
     pub fn authenticate(&self, token: &str) -> Option<Caller> {
-        self.tokens.iter().find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes())).map(|(_, c)| c.clone())
+        self.tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .map(|(_, c)| c.clone())
     }
 
-    pub fn record(&self, caller: &str, action: &str, version: Option<String>, outcome: &str, code: Option<&str>, detail: Option<String>) {
+    pub fn record(
+        &self,
+        caller: &str,
+        action: &str,
+        version: Option<String>,
+        outcome: &str,
+        code: Option<&str>,
+        detail: Option<String>,
+    ) {
         let r = AuditRecord {
             time: self.now(),
             token: caller.to_owned(),
@@ -198,12 +227,24 @@ impl Agent {
     }
 
     /// Starts an upload. `size`, when given, is checked against space up front.
-    pub fn create_upload(&self, caller: &Caller, options: ImportOptions, size: Option<u64>) -> Result<String, ServiceError> {
-        if let Some(size) = size {
-            if let Err(r) = self.store.check_space(size) {
-                self.record(&caller.name, "upload", None, "refused", Some(r.code()), Some(r.full_message()));
-                return Err(r.into());
-            }
+    pub fn create_upload(
+        &self,
+        caller: &Caller,
+        options: ImportOptions,
+        size: Option<u64>,
+    ) -> Result<String, ServiceError> {
+        if let Some(size) = size
+            && let Err(r) = self.store.check_space(size)
+        {
+            self.record(
+                &caller.name,
+                "upload",
+                None,
+                "refused",
+                Some(r.code()),
+                Some(r.full_message()),
+            );
+            return Err(r.into());
         }
         let id = hex::encode(rand::random::<[u8; 16]>());
         let dir = self.upload_dir(&id);
@@ -219,8 +260,15 @@ impl Agent {
         };
         persist::write_json(&dir.join("upload.json"), &record).map_err(internal)?;
         let file = open_data(&dir.join("data"), 0).map_err(internal)?;
-        let importer = Importer::new(self.context(options), dir.join("data"), Box::new(crate::import::FileSink(file)));
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), Arc::new(Mutex::new(UploadSession { record, importer })));
+        let importer = Importer::new(
+            self.context(options),
+            dir.join("data"),
+            Box::new(crate::import::FileSink(file)),
+        );
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), Arc::new(Mutex::new(UploadSession { record, importer })));
         Ok(id)
     }
 
@@ -246,18 +294,29 @@ impl Agent {
             Some(_) => {
                 let head = fs_err::read(dir.join("head")).map_err(internal)?;
                 let file = open_data(&dir.join("data"), record.committed).map_err(internal)?;
-                let importer =
-                    Importer::resume(ctx, dir.join("data"), Box::new(crate::import::FileSink(file)), &head, &record)?;
+                let importer = Importer::resume(
+                    ctx,
+                    dir.join("data"),
+                    Box::new(crate::import::FileSink(file)),
+                    &head,
+                    &record,
+                )?;
                 (importer, record)
             }
             None => {
                 let file = open_data(&dir.join("data"), 0).map_err(internal)?;
                 let record = UploadRecord { committed: 0, ..record };
-                (Importer::new(ctx, dir.join("data"), Box::new(crate::import::FileSink(file))), record)
+                (
+                    Importer::new(ctx, dir.join("data"), Box::new(crate::import::FileSink(file))),
+                    record,
+                )
             }
         };
         let session = Arc::new(Mutex::new(UploadSession { record, importer }));
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), session.clone());
+        self.uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), session.clone());
         Ok(session)
     }
 
@@ -275,21 +334,31 @@ impl Agent {
         let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
         let expected = s.importer.offset();
         if offset != expected {
-            return Err(ServiceError::WrongOffset { given: offset, expected });
+            return Err(ServiceError::WrongOffset {
+                given: offset,
+                expected,
+            });
         }
         if let Err(r) = s.importer.push(bytes, &self.store) {
             drop(s);
             self.discard(id);
             let version = None;
-            self.record(&caller.name, "import", version, "refused", Some(r.code()), Some(r.full_message()));
+            self.record(
+                &caller.name,
+                "import",
+                version,
+                "refused",
+                Some(r.code()),
+                Some(r.full_message()),
+            );
             return Err(r.into());
         }
         // Persist the last entry boundary so a restart resumes from there.
         if let Some(cp) = s.importer.checkpoint() {
-            if s.record.next_entry.is_none() {
-                if let Some(h) = s.importer.head() {
-                    persist::write_atomically(&self.upload_dir(id).join("head"), h.entry()).map_err(internal)?;
-                }
+            if s.record.next_entry.is_none()
+                && let Some(h) = s.importer.head()
+            {
+                persist::write_atomically(&self.upload_dir(id).join("head"), h.entry()).map_err(internal)?;
             }
             s.record.committed = cp.offset;
             s.record.next_entry = Some(cp.next_entry);
@@ -306,7 +375,9 @@ impl Agent {
 
     /// Removes uploads older than a day.
     pub fn expire_uploads(&self) {
-        let Ok(entries) = fs_err::read_dir(self.store.dir().join("uploads")) else { return };
+        let Ok(entries) = fs_err::read_dir(self.store.dir().join("uploads")) else {
+            return;
+        };
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             let record: Option<UploadRecord> = persist::read_json(&e.path().join("upload.json")).ok().flatten();
@@ -326,7 +397,11 @@ impl Agent {
             if !s.importer.is_finished() {
                 return Err(ServiceError::Incomplete(id.to_owned()));
             }
-            let placeholder = Importer::new(self.context(s.record.options), PathBuf::new(), Box::new(std::io::sink()));
+            let placeholder = Importer::new(
+                self.context(s.record.options),
+                PathBuf::new(),
+                Box::new(std::io::sink()),
+            );
             let importer = std::mem::replace(&mut s.importer, placeholder);
             (importer.finish(), s.record.options)
         };
@@ -336,27 +411,42 @@ impl Agent {
             Err(r) => Err(r.into()),
         };
         if let Err(e) = &result {
-            self.record(&caller.name, "import", None, "refused", Some(e.code()), Some(e.to_string()));
+            self.record(
+                &caller.name,
+                "import",
+                None,
+                "refused",
+                Some(e.code()),
+                Some(e.to_string()),
+            );
         }
         let _ = fs_err::remove_dir_all(self.upload_dir(id));
         result
     }
 
     /// Imports a file already on the agent's volume, copying it into the store while verifying.
-    pub async fn import_path(&self, caller: &Caller, path: PathBuf, options: ImportOptions) -> Result<ImportSummary, ServiceError> {
+    pub async fn import_path(
+        &self,
+        caller: &Caller,
+        path: PathBuf,
+        options: ImportOptions,
+    ) -> Result<ImportSummary, ServiceError> {
         let id = self.create_upload(caller, options, None)?;
         let session = self.session(&id)?;
         let agent_store = &self.store;
         let result: Result<(), ImportRefusal> = tokio::task::block_in_place(|| {
             use std::io::Read;
-            let mut file = std::fs::File::open(&path)
-                .map_err(|source| ImportRefusal::Source { path: path.display().to_string(), source })?;
+            let mut file = std::fs::File::open(&path).map_err(|source| ImportRefusal::Source {
+                path: path.display().to_string(),
+                source,
+            })?;
             let mut buf = vec![0u8; 1 << 20];
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                let n = file
-                    .read(&mut buf)
-                    .map_err(|source| ImportRefusal::Source { path: path.display().to_string(), source })?;
+                let n = file.read(&mut buf).map_err(|source| ImportRefusal::Source {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 if n == 0 {
                     return Ok(());
                 }
@@ -365,13 +455,25 @@ impl Agent {
         });
         if let Err(r) = result {
             self.discard(&id);
-            self.record(&caller.name, "import", None, "refused", Some(r.code()), Some(r.full_message()));
+            self.record(
+                &caller.name,
+                "import",
+                None,
+                "refused",
+                Some(r.code()),
+                Some(r.full_message()),
+            );
             return Err(r.into());
         }
         self.commit_upload(caller, &id).await
     }
 
-    async fn commit_verified(&self, caller: &Caller, v: Verified, options: ImportOptions) -> Result<ImportSummary, ServiceError> {
+    async fn commit_verified(
+        &self,
+        caller: &Caller,
+        v: Verified,
+        options: ImportOptions,
+    ) -> Result<ImportSummary, ServiceError> {
         let _guard = self.commit_lock.lock().await;
         let ctx = self.context(options);
         ctx.check_replay(&v.head)?;
@@ -402,7 +504,9 @@ impl Agent {
                 blobs: v.blobs.clone(),
                 head_entry_file: head_file(&identity),
             };
-            self.store.commit(&v.data, v.head.entry(), bundle).map_err(|source| ImportRefusal::Write { source })?;
+            self.store
+                .commit(&v.data, v.head.entry(), bundle)
+                .map_err(|source| ImportRefusal::Write { source })?;
         }
         if !options.for_restore {
             let next = {
@@ -414,10 +518,24 @@ impl Agent {
         }
         let restore_only = self.store.get(&identity).is_some_and(|b| b.restore_only);
         if options.allow_older {
-            self.record(&caller.name, "import", Some(version.clone()), "warning", Some("allow_older"), Some("older build admitted with --allow-older".into()));
+            self.record(
+                &caller.name,
+                "import",
+                Some(version.clone()),
+                "warning",
+                Some("allow_older"),
+                Some("older build admitted with --allow-older".into()),
+            );
         }
         if options.for_restore {
-            self.record(&caller.name, "import", Some(version.clone()), "warning", Some("for_restore"), Some("admitted as a restore target".into()));
+            self.record(
+                &caller.name,
+                "import",
+                Some(version.clone()),
+                "warning",
+                Some("for_restore"),
+                Some("admitted as a restore target".into()),
+            );
         }
         self.record(
             &caller.name,
@@ -425,7 +543,11 @@ impl Agent {
             Some(version.clone()),
             "ok",
             None,
-            Some(format!("{identity} sequence {}{}", m.sequence, if already { " (already imported)" } else { "" })),
+            Some(format!(
+                "{identity} sequence {}{}",
+                m.sequence,
+                if already { " (already imported)" } else { "" }
+            )),
         );
         let pushed = self.push(&m, &identity).await;
         if let Err(e) = self.store.apply_retention(self.config.retention.keep) {
@@ -447,16 +569,32 @@ impl Agent {
 
     /// Loads the bundle's images into the configured registry (staging at import).
     async fn push(&self, m: &schemas::Manifest, identity: &Digest) -> PushSummary {
-        let Some(stored) = self.store.get(identity) else { return PushSummary::default() };
+        let Some(stored) = self.store.get(identity) else {
+            return PushSummary::default();
+        };
         let file = self.store.path_of(identity);
         let blobs = stored
             .blobs
             .iter()
-            .map(|(d, loc)| (*d, BlobSource { file: file.clone(), offset: loc.offset, size: loc.size }))
+            .map(|(d, loc)| {
+                (
+                    *d,
+                    BlobSource {
+                        file: file.clone(),
+                        offset: loc.offset,
+                        size: loc.size,
+                    },
+                )
+            })
             .collect();
         let target = match self.registry_target() {
             Ok(t) => t,
-            Err(e) => return PushSummary { error: Some(e), ..Default::default() },
+            Err(e) => {
+                return PushSummary {
+                    error: Some(e),
+                    ..Default::default()
+                };
+            }
         };
         match push_images(&target, &m.images, &blobs, PUSH_PARALLELISM, self.push_progress.clone()).await {
             Ok(r) => PushSummary {
@@ -469,8 +607,18 @@ impl Agent {
             },
             Err(e) => {
                 let msg = crate::cli_error_chain(&e);
-                self.record("-", "push", Some(m.version.to_string()), "failed", Some("push_failed"), Some(msg.clone()));
-                PushSummary { error: Some(msg), ..Default::default() }
+                self.record(
+                    "-",
+                    "push",
+                    Some(m.version.to_string()),
+                    "failed",
+                    Some("push_failed"),
+                    Some(msg.clone()),
+                );
+                PushSummary {
+                    error: Some(msg),
+                    ..Default::default()
+                }
             }
         }
     }

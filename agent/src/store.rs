@@ -74,7 +74,10 @@ impl Store {
         }
         let index: Vec<StoredBundle> = persist::read_json(&dir.join("index.json"))?.unwrap_or_default();
         // Files that no index entry names are leftovers of an interrupted commit.
-        let named: BTreeSet<String> = index.iter().flat_map(|b| [bundle_file(&b.identity), b.head_entry_file.clone()]).collect();
+        let named: BTreeSet<String> = index
+            .iter()
+            .flat_map(|b| [bundle_file(&b.identity), b.head_entry_file.clone()])
+            .collect();
         for entry in fs_err::read_dir(dir.join("bundles"))? {
             let entry = entry?;
             let name = format!("bundles/{}", entry.file_name().to_string_lossy());
@@ -83,7 +86,12 @@ impl Store {
                 fs_err::remove_file(entry.path())?;
             }
         }
-        Ok(Self { dir: dir.to_owned(), max_bytes, reserve_bytes, index: Mutex::new(index) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            reserve_bytes,
+            index: Mutex::new(index),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -119,7 +127,11 @@ impl Store {
         let used = self.used_bytes();
         let have = self.max_bytes.saturating_sub(used);
         if need > have {
-            return Err(ImportRefusal::StoreFull { need, have, max: self.max_bytes });
+            return Err(ImportRefusal::StoreFull {
+                need,
+                have,
+                max: self.max_bytes,
+            });
         }
         let free = free_bytes(&self.dir).map_err(|source| ImportRefusal::Write { source })?;
         let have = free.saturating_sub(self.reserve_bytes);
@@ -137,7 +149,11 @@ impl Store {
         fs_err::rename(data, &target)?;
         fs_err::File::open(self.dir.join("bundles"))?.sync_all()?;
         let mut index = self.lock();
-        let mut next: Vec<StoredBundle> = index.iter().filter(|b| b.identity != bundle.identity).cloned().collect();
+        let mut next: Vec<StoredBundle> = index
+            .iter()
+            .filter(|b| b.identity != bundle.identity)
+            .cloned()
+            .collect();
         let replaced: Vec<StoredBundle> = next
             .iter()
             .filter(|b| b.version == bundle.version && b.sequence < bundle.sequence && b.pins.is_empty())
@@ -158,13 +174,21 @@ impl Store {
     /// release engine pins them); returns the identities removed.
     pub fn apply_retention(&self, keep: usize) -> std::io::Result<Vec<Digest>> {
         let all = self.list();
-        let doomed: Vec<StoredBundle> = all.iter().filter(|b| b.pins.is_empty()).skip(keep + 2).cloned().collect();
+        let doomed: Vec<StoredBundle> = all
+            .iter()
+            .filter(|b| b.pins.is_empty())
+            .skip(keep + 2)
+            .cloned()
+            .collect();
         if doomed.is_empty() {
             return Ok(vec![]);
         }
         let mut index = self.lock();
-        let next: Vec<StoredBundle> =
-            index.iter().filter(|b| !doomed.iter().any(|d| d.identity == b.identity)).cloned().collect();
+        let next: Vec<StoredBundle> = index
+            .iter()
+            .filter(|b| !doomed.iter().any(|d| d.identity == b.identity))
+            .cloned()
+            .collect();
         persist::write_json(&self.dir.join("index.json"), &next)?;
         *index = next;
         drop(index);

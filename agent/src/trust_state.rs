@@ -59,9 +59,15 @@ impl TrustState {
         }
         next.min_sequence = next.min_sequence.max(m.min_sequence);
         next.clock_floor = next.clock_floor.max(now).max(m.created);
-        let entry = next.versions.entry(m.version.to_string()).or_insert(AcceptedBuild { sequence: 0, identity: head.identity() });
+        let entry = next.versions.entry(m.version.to_string()).or_insert(AcceptedBuild {
+            sequence: 0,
+            identity: head.identity(),
+        });
         if m.sequence >= entry.sequence {
-            *entry = AcceptedBuild { sequence: m.sequence, identity: head.identity() };
+            *entry = AcceptedBuild {
+                sequence: m.sequence,
+                identity: head.identity(),
+            };
         }
         next
     }

@@ -150,7 +150,11 @@ mod tests {
         let v4 = "---\n# Source: c/crds/w.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: w\n\n---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: |\n    line\n\n";
         let (a, b) = (parse(v3).unwrap(), parse(v4).unwrap());
         assert_eq!(a.len(), 2);
-        let objects = |d: &[Document]| d.iter().map(|x| (x.source.clone(), x.object.clone())).collect::<Vec<_>>();
+        let objects = |d: &[Document]| {
+            d.iter()
+                .map(|x| (x.source.clone(), x.object.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(objects(&a), objects(&b));
         assert_eq!(a[0].source, "c/crds/w.yaml");
     }

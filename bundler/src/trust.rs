@@ -15,8 +15,8 @@ impl RootDir {
     pub fn load(dir: &Path) -> Result<Self> {
         let envelopes =
             keys::root_dir::load(dir).with_context(|| format!("cannot load roots from {}", dir.display()))?;
-        let chain =
-            keys::root_dir::verify(dir).with_context(|| format!("cannot trust the root directory {}", dir.display()))?;
+        let chain = keys::root_dir::verify(dir)
+            .with_context(|| format!("cannot trust the root directory {}", dir.display()))?;
         Ok(Self { envelopes, chain })
     }
 

@@ -24,7 +24,10 @@ const PART_BUFFER: usize = 4 << 20;
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/api/v1/uploads", post(create_upload))
-        .route("/api/v1/uploads/{id}", put(put_part).get(get_upload).delete(delete_upload))
+        .route(
+            "/api/v1/uploads/{id}",
+            put(put_part).get(get_upload).delete(delete_upload),
+        )
         .route("/api/v1/uploads/{id}/commit", post(commit_upload))
         .route("/api/v1/imports", post(import_path))
         .route("/api/v1/versions", get(versions))
@@ -39,7 +42,7 @@ pub struct ApiError {
     status: StatusCode,
     code: String,
     message: String,
-    extra: serde_json::Value,
+    extra: Box<serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -65,12 +68,22 @@ impl From<ServiceError> for ApiError {
             ServiceError::Refused(r) => r.full_message(),
             other => other.to_string(),
         };
-        ApiError { status, code: e.code().to_owned(), message, extra }
+        ApiError {
+            status,
+            code: e.code().to_owned(),
+            message,
+            extra: Box::new(extra),
+        }
     }
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError { status: StatusCode::UNAUTHORIZED, code: "unauthorized".into(), message: message.into(), extra: json!({}) }
+    ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized".into(),
+        message: message.into(),
+        extra: Box::default(),
+    }
 }
 
 /// The caller from `Authorization: Bearer …`; mutations need an admin token.
@@ -81,23 +94,44 @@ fn caller(agent: &Agent, headers: &HeaderMap, action: &str, mutation: bool) -> R
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(token) = token else {
         if mutation {
-            agent.record("-", action, None, "refused", Some("unauthorized"), Some("no bearer token".into()));
+            agent.record(
+                "-",
+                action,
+                None,
+                "refused",
+                Some("unauthorized"),
+                Some("no bearer token".into()),
+            );
         }
         return Err(unauthorized("an `Authorization: Bearer <token>` header is required"));
     };
     let Some(c) = agent.authenticate(token.trim()) else {
         if mutation {
-            agent.record("-", action, None, "refused", Some("unauthorized"), Some("unknown token".into()));
+            agent.record(
+                "-",
+                action,
+                None,
+                "refused",
+                Some("unauthorized"),
+                Some("unknown token".into()),
+            );
         }
         return Err(unauthorized("the token is not valid"));
     };
     if mutation && !c.admin {
-        agent.record(&c.name, action, None, "refused", Some("forbidden"), Some("viewer token on a mutating call".into()));
+        agent.record(
+            &c.name,
+            action,
+            None,
+            "refused",
+            Some("forbidden"),
+            Some("viewer token on a mutating call".into()),
+        );
         return Err(ApiError {
             status: StatusCode::FORBIDDEN,
             code: "forbidden".into(),
             message: format!("token {} may only read", c.name),
-            extra: json!({}),
+            extra: Box::default(),
         });
     }
     Ok(c)
@@ -138,7 +172,11 @@ async fn put_part(
     let c = caller(&agent, &headers, "upload", true)?;
     let expected = agent.upload_offset(&id)?;
     if q.offset != expected {
-        return Err(ServiceError::WrongOffset { given: q.offset, expected }.into());
+        return Err(ServiceError::WrongOffset {
+            given: q.offset,
+            expected,
+        }
+        .into());
     }
     let mut stream = body.into_data_stream();
     let mut buf = Vec::with_capacity(PART_BUFFER);
@@ -175,13 +213,21 @@ async fn put_part(
     Ok(Json(json!({ "id": id, "offset": offset })).into_response())
 }
 
-async fn get_upload(State(agent): State<Arc<Agent>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn get_upload(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     caller(&agent, &headers, "upload", false)?;
     let offset = agent.upload_offset(&id)?;
     Ok(Json(json!({ "id": id, "offset": offset })).into_response())
 }
 
-async fn delete_upload(State(agent): State<Arc<Agent>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn delete_upload(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let c = caller(&agent, &headers, "upload-delete", true)?;
     agent.session(&id)?;
     agent.expire_uploads();
@@ -189,7 +235,11 @@ async fn delete_upload(State(agent): State<Arc<Agent>>, Path(id): Path<String>, 
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn commit_upload(State(agent): State<Arc<Agent>>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn commit_upload(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let c = caller(&agent, &headers, "import", true)?;
     let summary = agent.commit_upload(&c, &id).await?;
     Ok(Json(summary).into_response())
@@ -203,7 +253,11 @@ struct ImportPath {
     options: ImportOptions,
 }
 
-async fn import_path(State(agent): State<Arc<Agent>>, headers: HeaderMap, Json(req): Json<ImportPath>) -> Result<Response, ApiError> {
+async fn import_path(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    Json(req): Json<ImportPath>,
+) -> Result<Response, ApiError> {
     let c = caller(&agent, &headers, "import", true)?;
     let summary = agent.import_path(&c, req.path, req.options).await?;
     Ok(Json(summary).into_response())
@@ -229,7 +283,10 @@ async fn versions(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Result
 
 async fn audit(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Result<Response, ApiError> {
     caller(&agent, &headers, "audit", false)?;
-    let records = agent.audit.read().map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
+    let records = agent
+        .audit
+        .read()
+        .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
     Ok(Json(json!({ "records": records })).into_response())
 }
 

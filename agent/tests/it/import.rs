@@ -31,6 +31,7 @@ impl Vendor {
         let registry = Registry::start(RegistryOptions::default()).unwrap();
         sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
         let keys_dir = dir.path().join("keys");
+        std::fs::create_dir_all(&keys_dir).unwrap();
         let root = keys::generate_key_files(&keys_dir, "root").unwrap();
         let release = keys::generate_key_files(&keys_dir, "release").unwrap();
         let roots = dir.path().join("roots");
@@ -38,7 +39,12 @@ impl Vendor {
         let release_pub = keys::PublicKey::load(&release.public_key).unwrap();
         std::fs::create_dir_all(&roots).unwrap();
         keys::root_dir::init(&roots, &[root_key], vec![], None, vec![release_pub], None).unwrap();
-        Self { dir, registry, release_key: release.private_key, roots }
+        Self {
+            dir,
+            registry,
+            release_key: release.private_key,
+            roots,
+        }
     }
 
     /// Builds sample-app `version` with `sequence` (and extra args) into a bundle file.
@@ -68,8 +74,14 @@ impl Vendor {
         ];
         argv.extend(extra.iter().map(|s| (*s).to_owned()));
         let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let bundler::cli::Command::Build(args) = cli.command else { unreachable!() };
-        bundler::cmd::build::run_at(*args, Some(&CREATED.to_string())).unwrap();
+        let bundler::cli::Command::Build(args) = cli.command else {
+            unreachable!()
+        };
+        // The bundler runs its own runtime: keep it off the test's.
+        std::thread::spawn(move || bundler::cmd::build::run_at(*args, Some(&CREATED.to_string())))
+            .join()
+            .unwrap()
+            .unwrap();
         out
     }
 }
@@ -105,7 +117,13 @@ async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> R
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    RunningAgent { dir, agent, url, target, _server: server }
+    RunningAgent {
+        dir,
+        agent,
+        url,
+        target,
+        _server: server,
+    }
 }
 
 async fn start_agent(vendor: &Vendor, product: &str, max_bytes: &str, now: i64) -> RunningAgent {
@@ -144,7 +162,11 @@ struct Snapshot {
 
 fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -200,7 +222,10 @@ async fn imports_sample_app_and_loads_every_image_into_the_registry() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Versions, newest first.
-    let out = Command::new(env!("CARGO_BIN_EXE_sealift-agent")).args(["versions", "--server", &a.url, "--token", VIEWER]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+        .args(["versions", "--server", &a.url, "--token", VIEWER])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let p2 = text.find("2.0.0").expect("2.0.0 listed");
@@ -208,7 +233,12 @@ async fn imports_sample_app_and_loads_every_image_into_the_registry() {
     assert!(p2 < p1, "{text}");
 
     // Every index and platform manifest is in the registry byte for byte, and skopeo copies it.
-    let head = schemas::inspect::read_metadata(&v1, keys::TrustedRoots::from_envelopes(&keys::root_dir::load(&vendor.roots).unwrap()).unwrap()).unwrap().0;
+    let head = schemas::inspect::read_metadata(
+        &v1,
+        keys::TrustedRoots::from_envelopes(&keys::root_dir::load(&vendor.roots).unwrap()).unwrap(),
+    )
+    .unwrap()
+    .0;
     for image in &head.manifest().images {
         let mut digests = vec![image.digest];
         digests.extend(image.platforms.iter().map(|p| p.digest));
@@ -246,13 +276,22 @@ async fn imports_sample_app_and_loads_every_image_into_the_registry() {
 async fn assert_refused(a: &RunningAgent, file: &Path, extra: &[&str], code: &str, message: &str) {
     let before = snapshot(a);
     let out = cli_import(a, file, ADMIN, extra).await;
-    assert_eq!(out.status.code(), Some(1), "not refused: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not refused: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = stderr(&out);
     assert!(err.contains(&format!("({code})")), "expected code {code}: {err}");
     assert!(err.contains(message), "expected {message:?}: {err}");
     assert_eq!(snapshot(a), before, "refusal {code} changed state");
     let audit = last_audit(a);
-    assert_eq!((audit.outcome.as_str(), audit.code.as_deref()), ("refused", Some(code)), "{audit:?}");
+    assert_eq!(
+        (audit.outcome.as_str(), audit.code.as_deref()),
+        ("refused", Some(code)),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,7 +312,14 @@ async fn refusals_name_the_reason_and_change_nothing() {
     // --allow-older admits it, audited as a warning.
     let out = cli_import(&a, &older, ADMIN, &["--allow-older"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(a.agent.audit.read().unwrap().iter().any(|r| r.code.as_deref() == Some("allow_older")));
+    assert!(
+        a.agent
+            .audit
+            .read()
+            .unwrap()
+            .iter()
+            .any(|r| r.code.as_deref() == Some("allow_older"))
+    );
 
     // Signed by someone else's root.
     let stranger = Vendor::new();
@@ -336,7 +382,9 @@ async fn clock_behind_the_floor_is_refused() {
     let a = start_agent_in(dir, target, NOW).await;
     assert!(cli_import(&a, &v1, ADMIN, &[]).await.status.success());
     // Restart the agent with its clock set back a week: the floor is NOW.
-    let RunningAgent { dir, target, _server, .. } = a;
+    let RunningAgent {
+        dir, target, _server, ..
+    } = a;
     _server.abort();
     let a = start_agent_in(dir, target, NOW - 7 * 86_400).await;
     assert_refused(&a, &v2, &[], "clock_behind_floor", "behind the clock floor").await;
@@ -351,21 +399,44 @@ async fn tokens_are_required_and_viewers_cannot_mutate() {
     let client = reqwest::Client::new();
     let r = client.post(format!("{}/api/v1/uploads", a.url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.post(format!("{}/api/v1/uploads", a.url)).bearer_auth("wrong-token-0123456789").send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/uploads", a.url))
+        .bearer_auth("wrong-token-0123456789")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.post(format!("{}/api/v1/uploads", a.url)).bearer_auth(VIEWER).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/uploads", a.url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = client.get(format!("{}/api/v1/versions", a.url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.get(format!("{}/api/v1/versions", a.url)).bearer_auth(VIEWER).send().await.unwrap();
+    let r = client
+        .get(format!("{}/api/v1/versions", a.url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let out = cli_import(&a, &v1, VIEWER, &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("403"), "{}", stderr(&out));
     assert_eq!(snapshot(&a), before);
     let audit = a.agent.audit.read().unwrap();
-    assert!(audit.iter().any(|r| r.token == "victor" && r.code.as_deref() == Some("forbidden")));
-    assert!(audit.iter().any(|r| r.token == "-" && r.code.as_deref() == Some("unauthorized")));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.token == "victor" && r.code.as_deref() == Some("forbidden"))
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.token == "-" && r.code.as_deref() == Some("unauthorized"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,24 +461,57 @@ async fn an_interrupted_upload_resumes_after_an_agent_restart() {
         .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     let cut = bytes.len() * 2 / 3;
-    let r = client.put(format!("{}/api/v1/uploads/{id}?offset=0", a.url)).bearer_auth(ADMIN).body(bytes[..cut].to_vec()).send().await.unwrap();
+    let r = client
+        .put(format!("{}/api/v1/uploads/{id}?offset=0", a.url))
+        .bearer_auth(ADMIN)
+        .body(bytes[..cut].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // A part at the wrong offset: 409 naming the expected one.
-    let r = client.put(format!("{}/api/v1/uploads/{id}?offset=7", a.url)).bearer_auth(ADMIN).body(vec![0u8; 10]).send().await.unwrap();
+    let r = client
+        .put(format!("{}/api/v1/uploads/{id}?offset=7", a.url))
+        .bearer_auth(ADMIN)
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["expectedOffset"].as_u64(), Some(cut as u64));
 
     // Restart: the upload resumes from its last verified entry boundary.
-    let RunningAgent { dir, target, _server, .. } = a;
+    let RunningAgent {
+        dir, target, _server, ..
+    } = a;
     _server.abort();
     let a = start_agent_in(dir, target, NOW).await;
-    let v: serde_json::Value = client.get(format!("{}/api/v1/uploads/{id}", a.url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = client
+        .get(format!("{}/api/v1/uploads/{id}", a.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let resume = v["offset"].as_u64().unwrap() as usize;
     assert!(resume > 0 && resume <= cut, "resume offset {resume} of {cut}");
-    let r = client.put(format!("{}/api/v1/uploads/{id}?offset={resume}", a.url)).bearer_auth(ADMIN).body(bytes[resume..].to_vec()).send().await.unwrap();
+    let r = client
+        .put(format!("{}/api/v1/uploads/{id}?offset={resume}", a.url))
+        .bearer_auth(ADMIN)
+        .body(bytes[resume..].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    let r = client.post(format!("{}/api/v1/uploads/{id}/commit", a.url)).bearer_auth(ADMIN).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/uploads/{id}/commit", a.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let summary: serde_json::Value = r.json().await.unwrap();
     assert_eq!(summary["version"], "1.0.0");
@@ -470,8 +574,14 @@ fn a_failing_writer_leaves_no_partial_file() {
     };
     let mut importer = agent::import::Importer::new(ctx, dir.path().join("data"), Box::new(Failing(100_000)));
     let bytes = std::fs::read(&v1).unwrap();
-    let err = bytes.chunks(64 * 1024).try_for_each(|c| importer.push(c, &store)).unwrap_err();
+    let err = bytes
+        .chunks(64 * 1024)
+        .try_for_each(|c| importer.push(c, &store))
+        .unwrap_err();
     assert_eq!(err.code(), "write_failed");
-    assert!(agent::cli_error_chain(&err).contains("No space left on device"), "{err}");
+    assert!(
+        agent::cli_error_chain(&err).contains("No space left on device"),
+        "{err}"
+    );
     assert!(list(&cfg.store.dir.join("bundles")).is_empty());
 }

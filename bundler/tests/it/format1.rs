@@ -40,7 +40,11 @@ fn committed_format_1_bundle_extracts_to_an_oci_layout_skopeo_reads() {
         .status()
         .unwrap();
     assert!(status.success());
-    for image in ["sealift-sample/web:1.0.0", "sealift-sample/api:1.0.0", "sealift-sample/db:1.0.0"] {
+    for image in [
+        "sealift-sample/web:1.0.0",
+        "sealift-sample/api:1.0.0",
+        "sealift-sample/db:1.0.0",
+    ] {
         let dest = tempfile::tempdir().unwrap();
         let out = Command::new("skopeo")
             .args(["--insecure-policy", "copy", "--all", "--preserve-digests", "--quiet"])
@@ -48,7 +52,11 @@ fn committed_format_1_bundle_extracts_to_an_oci_layout_skopeo_reads() {
             .arg(format!("oci:{}:copy", dest.path().display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "skopeo copy {image}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo copy {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -7,8 +7,16 @@ use std::process::Command;
 use tests::sample::{SAMPLE_VERSIONS, helm_stand_in, repo_root};
 
 fn helm_template(args: &[&str]) -> String {
-    let out = Command::new(helm_stand_in()).arg("template").args(args).output().expect("run the helm stand-in");
-    assert!(out.status.success(), "helm template {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(helm_stand_in())
+        .arg("template")
+        .args(args)
+        .output()
+        .expect("run the helm stand-in");
+    assert!(
+        out.status.success(),
+        "helm template {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -18,8 +26,13 @@ fn check_golden(name: &str, rendered: &str) {
         std::fs::write(&path, rendered).expect("write golden");
         return;
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `just golden`", path.display()));
-    assert!(committed == rendered, "{} differs from the render; run `just golden` and review the diff", path.display());
+    let committed =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `just golden`", path.display()));
+    assert!(
+        committed == rendered,
+        "{} differs from the render; run `just golden` and review the diff",
+        path.display()
+    );
 }
 
 fn chart(rel: &str) -> String {
@@ -36,7 +49,15 @@ fn golden_scaffold_render_matches() {
 fn golden_sample_app_renders_match() {
     for version in SAMPLE_VERSIONS {
         let dir = chart(&format!("testdata/sample-app/{version}/chart"));
-        let rendered = helm_template(&["sample-app", &dir, "--namespace", "sample", "--kube-version", "v1.33.0", "--include-crds"]);
+        let rendered = helm_template(&[
+            "sample-app",
+            &dir,
+            "--namespace",
+            "sample",
+            "--kube-version",
+            "v1.33.0",
+            "--include-crds",
+        ]);
         check_golden(&format!("sample-app-{version}.yaml"), &rendered);
     }
 }
@@ -50,13 +71,33 @@ fn render_follows_values_and_kube_version() {
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("values.yaml");
     std::fs::write(&values, "replicaCount: 3\ningress:\n  enabled: true\n").unwrap();
-    let changed = helm_template(&["demo", &scaffold, "--kube-version", "v1.33.0", "-f", values.to_str().unwrap()]);
+    let changed = helm_template(&[
+        "demo",
+        &scaffold,
+        "--kube-version",
+        "v1.33.0",
+        "-f",
+        values.to_str().unwrap(),
+    ]);
     assert!(changed.contains("replicas: 3"), "{changed}");
-    assert!(changed.contains("apiVersion: networking.k8s.io/v1\nkind: Ingress"), "{changed}");
+    assert!(
+        changed.contains("apiVersion: networking.k8s.io/v1\nkind: Ingress"),
+        "{changed}"
+    );
 
     // The scaffold's Ingress picks its apiVersion from the Kubernetes version.
-    let old = helm_template(&["demo", &scaffold, "--kube-version", "v1.18.0", "-f", values.to_str().unwrap()]);
-    assert!(old.contains("apiVersion: networking.k8s.io/v1beta1\nkind: Ingress"), "{old}");
+    let old = helm_template(&[
+        "demo",
+        &scaffold,
+        "--kube-version",
+        "v1.18.0",
+        "-f",
+        values.to_str().unwrap(),
+    ]);
+    assert!(
+        old.contains("apiVersion: networking.k8s.io/v1beta1\nkind: Ingress"),
+        "{old}"
+    );
     assert_ne!(old, changed);
 }
 

@@ -60,6 +60,8 @@ struct Controllers {
     pods: BTreeMap<String, PodRuntime>,
     /// Deployment uid → (last counts, when they last moved).
     progress: BTreeMap<String, (Value, Instant)>,
+    /// Job uid → when it started, for `activeDeadlineSeconds`.
+    job_started: BTreeMap<String, Instant>,
     next_ip: u32,
     work: JoinSet<Work>,
     /// Events already recorded (object uid + reason + message).
@@ -76,6 +78,7 @@ pub async fn run(cluster: Arc<Mutex<Cluster>>, config: SimConfig) {
         pulling: BTreeSet::new(),
         pods: BTreeMap::new(),
         progress: BTreeMap::new(),
+        job_started: BTreeMap::new(),
         next_ip: 1,
         work: JoinSet::new(),
         events: BTreeSet::new(),
@@ -372,7 +375,9 @@ impl Controllers {
             if progress.0 != counts {
                 *progress = (counts, Instant::now());
             }
-            let deadline = Duration::from_secs(int(&d["spec"]["progressDeadlineSeconds"], 600).max(0) as u64);
+            let deadline = self
+                .config
+                .scaled(int(&d["spec"]["progressDeadlineSeconds"], 600) as f64);
             let progressing = if complete {
                 condition(
                     "Progressing",
@@ -655,6 +660,7 @@ impl Controllers {
             if job["spec"]["suspend"] == true {
                 continue;
             }
+            self.job_started.entry(uid(job)).or_insert_with(Instant::now);
             let mine: Vec<&Value> = owned_by(pods, job);
             let succeeded = mine.iter().filter(|p| phase(p) == "Succeeded").count() as i64;
             let failed = mine.iter().filter(|p| phase(p) == "Failed").count() as i64;
@@ -709,6 +715,31 @@ impl Controllers {
                     "Job completed",
                     "job-controller",
                 );
+            } else if let Some(limit) = job["spec"]["activeDeadlineSeconds"].as_i64().filter(|_| {
+                self.job_started.get(&uid(job)).is_some_and(|t| {
+                    t.elapsed() >= self.config.scaled(int(&job["spec"]["activeDeadlineSeconds"], 0) as f64)
+                })
+            }) {
+                let message = format!("Job was active longer than specified deadline ({limit}s)");
+                status["conditions"] = json!([
+                    condition("FailureTarget", true, "DeadlineExceeded", &message, &time),
+                    condition("Failed", true, "DeadlineExceeded", &message, &time),
+                ]);
+                status["active"] = json!(0);
+                Self::event(
+                    &mut self.events,
+                    cluster,
+                    job,
+                    "Job",
+                    "batch/v1",
+                    "Warning",
+                    "DeadlineExceeded",
+                    &message,
+                    "job-controller",
+                );
+                for p in &active {
+                    cluster.controller_delete(&ObjectKey::new("", "pods", &namespace(p), &name(p)));
+                }
             } else if failed > backoff_limit {
                 Self::event(
                     &mut self.events,
@@ -1023,7 +1054,7 @@ impl Controllers {
         let slow = match &annotations[SLOW_START] {
             Value::String(s) => s
                 .parse::<f64>()
-                .map(Duration::from_secs_f64)
+                .map(|secs| self.config.scaled(secs))
                 .unwrap_or(self.config.slow_start_delay),
             _ => Duration::ZERO,
         };

@@ -68,6 +68,17 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// Whether `sim.sealift.dev/exec` Jobs may run local commands.
     pub allow_exec: bool,
+    /// Real time per simulated second for deadlines written in objects
+    /// (`progressDeadlineSeconds`, Job `activeDeadlineSeconds`, `sim.sealift.dev/slow-start`
+    /// seconds): 1.0 is real time, 0.01 makes a 600 s deadline pass in 6 s.
+    pub time_scale: f64,
+}
+
+impl SimConfig {
+    /// Real duration of `seconds` simulated seconds.
+    pub fn scaled(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64((seconds * self.time_scale).max(0.0))
+    }
 }
 
 impl Default for SimConfig {
@@ -81,6 +92,7 @@ impl Default for SimConfig {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(1),
             allow_exec: true,
+            time_scale: 1.0,
         }
     }
 }

@@ -435,6 +435,7 @@ fn check_types(schema: &Value, value: &Value, path: &str, out: &mut Vec<crate::s
             field: path.to_string(),
         });
     }
+    out.extend(bounds(schema, value, path));
     let join = |k: &str| {
         if path.is_empty() {
             k.to_string()
@@ -475,6 +476,54 @@ fn check_types(schema: &Value, value: &Value, path: &str, out: &mut Vec<crate::s
         }
         _ => {}
     }
+}
+
+/// `minimum`/`maximum`, `minLength`/`maxLength`/`pattern` and `minItems`/`maxItems`.
+fn bounds(schema: &Value, value: &Value, path: &str) -> Vec<crate::status::Cause> {
+    let mut out = Vec::new();
+    let mut fail = |message: String| {
+        out.push(crate::status::Cause {
+            kind: "FieldValueInvalid".to_string(),
+            message: format!("Invalid value: {value}: {path} in body {message}"),
+            field: path.to_string(),
+        });
+    };
+    if let Some(n) = value.as_f64() {
+        if let Some(min) = schema["minimum"].as_f64()
+            && (n < min || (schema["exclusiveMinimum"] == true && n <= min))
+        {
+            fail(format!("should be greater than or equal to {min}"));
+        }
+        if let Some(max) = schema["maximum"].as_f64()
+            && (n > max || (schema["exclusiveMaximum"] == true && n >= max))
+        {
+            fail(format!("should be less than or equal to {max}"));
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let len = text.chars().count() as u64;
+        if schema["minLength"].as_u64().is_some_and(|m| len < m) {
+            fail(format!("should be at least {} chars long", schema["minLength"]));
+        }
+        if schema["maxLength"].as_u64().is_some_and(|m| len > m) {
+            fail(format!("may not be more than {} bytes", schema["maxLength"]));
+        }
+        if let Some(pattern) = schema["pattern"].as_str()
+            && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(text))
+        {
+            fail(format!("should match '{pattern}'"));
+        }
+    }
+    if let Some(items) = value.as_array() {
+        let n = items.len() as u64;
+        if schema["minItems"].as_u64().is_some_and(|m| n < m) {
+            fail(format!("should have at least {} items", schema["minItems"]));
+        }
+        if schema["maxItems"].as_u64().is_some_and(|m| n > m) {
+            fail(format!("should have at most {} items", schema["maxItems"]));
+        }
+    }
+    out
 }
 
 /// Type, enum and required-field errors of a custom resource against its CRD schema.

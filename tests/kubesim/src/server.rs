@@ -357,6 +357,7 @@ fn route(
                         query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800),
                     ),
                     bookmark_interval: state.bookmark_interval,
+                    table: table_include,
                 };
                 return watch::start(&state.cluster, request);
             }

@@ -254,6 +254,26 @@ fn columns(kind: &ResourceKind) -> Vec<Column> {
             }));
             cols.push(col("Age", "string", age));
         }
+        ("", "Event") => {
+            cols.clear();
+            cols.push(col("Last Seen", "string", |o| {
+                let t = o["lastTimestamp"]
+                    .as_str()
+                    .or(o["eventTime"].as_str())
+                    .unwrap_or_default();
+                json!(human_age(t))
+            }));
+            cols.push(col("Type", "string", |o| o["type"].clone()));
+            cols.push(col("Reason", "string", |o| o["reason"].clone()));
+            cols.push(col("Object", "string", |o| {
+                let kind = o["involvedObject"]["kind"].as_str().unwrap_or_default().to_lowercase();
+                json!(format!(
+                    "{kind}/{}",
+                    o["involvedObject"]["name"].as_str().unwrap_or_default()
+                ))
+            }));
+            cols.push(col("Message", "string", |o| o["message"].clone()));
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             cols.push(col("Created At", "date", |o| {
                 o["metadata"]["creationTimestamp"].clone()

@@ -17,6 +17,7 @@ use crate::kinds::ResourceKind;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{Change, EventType};
+use crate::table::{self, IncludeObject};
 
 /// What a watch asked for.
 #[derive(Debug, Clone)]
@@ -30,6 +31,22 @@ pub struct WatchRequest {
     pub send_initial_events: bool,
     pub timeout: Duration,
     pub bookmark_interval: Duration,
+    /// `Some` when the client asked for Table rows (`kubectl get -w`).
+    pub table: Option<IncludeObject>,
+}
+
+impl WatchRequest {
+    /// The object as this watch shows it: itself, or a one-row Table.
+    fn render(&self, object: &Value) -> Value {
+        let object = Cluster::present(&self.kind, object);
+        match self.table {
+            None => object,
+            Some(include) => {
+                let rv = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                table::table(&self.kind, std::slice::from_ref(&object), rv, include)
+            }
+        }
+    }
 }
 
 impl WatchRequest {
@@ -101,7 +118,7 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
             .store
             .list(&request.kind.group, &request.kind.plural, request.namespace.as_deref())
             .filter(|(_, o)| request.labels.matches(o) && request.fields.matches(o))
-            .map(|(_, o)| Cluster::present(&request.kind, o));
+            .map(|(_, o)| request.render(o));
         for o in objects {
             queue.push_back(line("ADDED", &o));
         }
@@ -117,7 +134,7 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
             Some(changes) => {
                 for c in changes.iter() {
                     if let Some(event) = request.event_for(c) {
-                        queue.push_back(line(event, &Cluster::present(&request.kind, &c.object)));
+                        queue.push_back(line(event, &request.render(&c.object)));
                     }
                 }
                 last_rv = current.max(since);
@@ -158,7 +175,7 @@ pub fn start(cluster: &Arc<Mutex<Cluster>>, request: WatchRequest) -> Result<Res
                         if change.resource_version > st.last_rv {
                             st.last_rv = change.resource_version;
                             if let Some(event) = st.request.event_for(&change) {
-                                st.queue.push_back(line(event, &Cluster::present(&st.request.kind, &change.object)));
+                                st.queue.push_back(line(event, &st.request.render(&change.object)));
                             }
                         }
                     }

@@ -9,7 +9,11 @@ use crate::common::*;
 fn build_without_sequence_is_refused_with_a_hint() {
     let lab = Lab::offline();
     let out = lab.at("x.sealift");
-    let r = lab.build(sample_spec("1.0.0"), "1.0.0", &out).sequence(None).run().refused();
+    let r = lab
+        .build(sample_spec("1.0.0"), "1.0.0", &out)
+        .sequence(None)
+        .run()
+        .refused();
     assert_eq!(r.error_line(), "error: --sequence is required");
     assert_eq!(
         r.hints(),
@@ -115,10 +119,8 @@ fn expiry_is_creation_time_plus_valid_for() {
     assert_eq!(v["minSequence"], 5);
     // Checked as of a time after expiry, the bundle is refused as expired.
     let after = rfc3339(lab.epoch + 31 * 86_400);
-    lab.verify(&out, &["--at", &after])
-        .refused()
-        .stderr_has(&format!(
-            "caused by: bundle expired at {} (clock: {after})",
-            rfc3339(lab.epoch + 30 * 86_400)
-        ));
+    lab.verify(&out, &["--at", &after]).refused().stderr_has(&format!(
+        "caused by: bundle expired at {} (clock: {after})",
+        rfc3339(lab.epoch + 30 * 86_400)
+    ));
 }

@@ -441,9 +441,32 @@ async fn statefulsets_start_ordinals_in_order_with_bound_claims() {
         let pvc = claims.get(&format!("data-db-{i}")).await.expect("claim");
         assert_eq!(pvc.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
     }
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.get("db-0").await.expect("db-0");
     pods.get("db-1").await.expect("db-1");
+
+    let daemons: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client, "default");
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "agent", "image": image}]}}}
+    });
+    daemons
+        .patch("agent", &PatchParams::apply("sealift"), &Patch::Apply(ds))
+        .await
+        .expect("apply");
+    let d = wait_for(
+        daemons,
+        "agent",
+        "ready on the one node",
+        |d: &k8s_openapi::api::apps::v1::DaemonSet| {
+            d.status.as_ref().is_some_and(|s| {
+                s.number_ready == 1 && s.desired_number_scheduled == 1 && s.updated_number_scheduled == Some(1)
+            })
+        },
+    )
+    .await;
+    assert_eq!(d.status.and_then(|s| s.observed_generation), Some(1));
 }
 
 #[tokio::test]
@@ -592,4 +615,51 @@ async fn pulls_use_the_registry_ca_and_credentials() {
     .await
     .expect_err("unknown CA");
     assert!(wrong_ca.to_string().contains("TLS handshake"), "{wrong_ca}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_follow_the_configured_time_scale() {
+    let registry = Registry::start();
+    let image = registry.push_image("acme/migrate", "1");
+    let (_sim, client) = start_with(SimConfig {
+        time_scale: 0.005,
+        ..config(&registry)
+    })
+    .await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let missing = format!("{}/acme/absent:1", registry.host);
+    // 600 simulated seconds pass in 3 real ones.
+    deploys
+        .patch(
+            "late",
+            &PatchParams::apply("sealift"),
+            &Patch::Apply(deployment("late", &missing, json!({}), 600)),
+        )
+        .await
+        .expect("apply");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let mut slow = job("slow", &image, json!({"sim.sealift.dev/exec": "sleep 30"}), json!([]));
+    slow["spec"]["activeDeadlineSeconds"] = json!(200);
+    jobs.patch("slow", &PatchParams::apply("sealift"), &Patch::Apply(slow))
+        .await
+        .expect("apply");
+
+    let j = wait_for(jobs, "slow", "past its active deadline", |j: &Job| {
+        job_condition(j).is_some()
+    })
+    .await;
+    let failed = j
+        .status
+        .expect("status")
+        .conditions
+        .expect("conditions")
+        .into_iter()
+        .find(|c| c.type_ == "Failed")
+        .expect("Failed");
+    assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
+    let d = wait_for(deploys, "late", "past its progress deadline", |d: &Deployment| {
+        condition(d, "Progressing").is_some_and(|(_, r)| r == "ProgressDeadlineExceeded")
+    })
+    .await;
+    assert_eq!(condition(&d, "Progressing").map(|(s, _)| s), Some("False".to_string()));
 }

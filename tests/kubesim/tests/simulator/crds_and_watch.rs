@@ -33,7 +33,7 @@ pub fn widget_crd() -> serde_json::Value {
                 ],
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer"},
+                        "size": {"type": "integer", "minimum": 1},
                         "color": {"type": "string", "default": "blue", "enum": ["blue", "red"]},
                         "parts": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                             "items": {"type": "object", "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}}
@@ -97,6 +97,22 @@ async fn custom_resources_are_served_while_their_crd_is_established() {
     );
     assert!(
         status.message.contains("spec.color: Unsupported value: \"green\""),
+        "{}",
+        status.message
+    );
+    let mut too_small = w.clone();
+    too_small["metadata"]["name"] = json!("w3");
+    too_small["spec"]["size"] = json!(0);
+    let err = widgets
+        .patch("w3", &PatchParams::apply("sealift"), &Patch::Apply(too_small))
+        .await
+        .expect_err("below minimum");
+    let status = status_of(err);
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .ends_with("spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"),
         "{}",
         status.message
     );

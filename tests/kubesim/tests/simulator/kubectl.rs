@@ -257,3 +257,79 @@ async fn kubectl_waits_for_a_deployment_and_prints_workload_columns() {
     let left = ok(&sim, &["get", "pods,replicasets", "-o", "name"]);
     assert_eq!(left.trim(), "", "dependents were garbage-collected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_watch_prints_rows_and_events_have_columns() {
+    use std::io::{BufRead, BufReader};
+
+    let (sim, client) = start().await;
+    let cache = sim.work_dir().join("kube-cache");
+    let mut child = Command::new(KUBECTL)
+        .args([
+            "get",
+            "configmaps",
+            "--watch",
+            "--output-watch-events",
+            "--request-timeout=20s",
+        ])
+        .arg(format!("--cache-dir={}", cache.display()))
+        .env("KUBECONFIG", sim.kubeconfig_path())
+        .env("HOME", sim.work_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get --watch starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            let done = line.contains("watched-cm");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "default");
+    cms.create(
+        &Default::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "watched-cm"}, "data": {"a": "b"}}))
+            .expect("cm"),
+    )
+    .await
+    .expect("create");
+    let lines = tokio::task::spawn_blocking(move || reader.join().expect("reader"))
+        .await
+        .expect("join");
+    let _ = child.kill();
+    let _ = child.wait();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["EVENT", "NAME", "DATA", "AGE"], "{lines:?}");
+    let row: Vec<&str> = lines.last().expect("row").split_whitespace().collect();
+    assert_eq!(row[..3], ["ADDED", "watched-cm", "1"], "{lines:?}");
+
+    // Events print the columns kubectl users expect.
+    let job = write(
+        &sim,
+        "job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: nope\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: registry.example.com/x:1\n",
+    );
+    ok(&sim, &["apply", "--server-side", "-f", &job]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = ok(&sim, &["get", "events"]);
+        let lines: Vec<&str> = events.lines().collect();
+        if lines.iter().any(|l| {
+            l.contains("Warning") && l.contains("Failed") && l.contains("registry not configured in simulator")
+        }) {
+            let header: Vec<&str> = lines[0].split_whitespace().collect();
+            assert_eq!(header, ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pull failure event: {events}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -7,6 +7,7 @@ mod controllers;
 mod crds_and_watch;
 mod kubectl;
 mod registry;
+mod sample_app;
 
 use kubesim::{SimConfig, Simulator};
 
