@@ -62,3 +62,46 @@ $M "sealift-bundler verify" "$size" -- $B verify "$work/big.sealift" --root-dir 
 $M "sealift-bundler inspect (1 GB bundle)" 0 -- $B inspect "$work/big.sealift" --root-dir "$work/roots" --format json
 $K sparse-bundle "$work/sparse.sealift" 107374182400 --key "$work/keys/release.key" --root-dir "$work/roots" >/dev/null
 $M "sealift-bundler inspect (100 GB sparse)" 0 -- $B inspect "$work/sparse.sealift" --root-dir "$work/roots" --format json
+
+# --- Import and push (sealift-agent) beside skopeo copy of the same images -----------------
+A=target/release/sealift-agent
+cargo build --release -q -p agent
+start_registry() { # NAME -> echoes port; registry runs in the background
+  local dir="$work/$1" port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir/data"
+  cat > "$dir/config.yml" <<YAML
+version: 0.1
+storage: {filesystem: {rootdirectory: $PWD/$dir/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+YAML
+  docker-registry serve "$dir/config.yml" > "$dir/log" 2>&1 &
+  echo "$!" > "$dir/pid"
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  echo "$port"
+}
+reg1=$(start_registry reg-agent)
+reg2=$(start_registry reg-skopeo)
+trap 'kill $(cat $work/reg-agent/pid $work/reg-skopeo/pid $work/agent.pid 2>/dev/null) 2>/dev/null || true' EXIT
+mkdir -p "$work/agent"
+head -c 32 /dev/urandom | base64 > "$work/agent/admin.token"
+cp "$work/roots/1.root.json" "$work/agent/root.json"
+agent_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/agent/agent.yaml" <<YAML
+listen: 127.0.0.1:$agent_port
+store: {dir: store, maxBytes: 100Gi, reserveBytes: 1Gi}
+trust: {root: root.json, product: bench}
+registry: {url: "http://127.0.0.1:$reg1", insecure: true}
+tokens: {admin: [{name: bench, tokenFile: admin.token}]}
+YAML
+RUST_LOG=warn $A serve --config "$work/agent/agent.yaml" > "$work/agent.log" 2>&1 &
+echo $! > "$work/agent.pid"
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$agent_port/healthz" >/dev/null && break; sleep 0.1; done
+export SEALIFT_SERVER="http://127.0.0.1:$agent_port" SEALIFT_TOKEN=$(cat "$work/agent/admin.token")
+$M "sealift-agent import (upload+verify+push)" "$size" -- "$A import $work/big.sealift"
+$M "sealift-agent import again (0 blobs)" "$size" -- "$A import $work/big.sealift"
+echo "agent server peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$(cat $work/agent.pid)/status)"
+$M "skopeo copy oci: -> registry (peer)" "$payload" -- \
+  skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$work/layout:1.0.0" "docker://127.0.0.1:$reg2/bench/big:1.0.0"
+$M "skopeo copy again (unchanged)" "$payload" -- \
+  skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$work/layout:1.0.0" "docker://127.0.0.1:$reg2/bench/big:1.0.0"

@@ -25,7 +25,7 @@ pub enum PushError {
     Client {
         registry: String,
         #[source]
-        source: OciDistributionError,
+        source: Box<OciDistributionError>,
     },
     #[error("image {image}: repository {repository:?} is not a valid repository path: {reason}")]
     InvalidRepository {
@@ -69,33 +69,33 @@ pub enum PushError {
     },
     #[error("{action} on registry {registry} failed: {cause}")]
     Registry {
-        action: Action,
+        action: Box<Action>,
         registry: String,
         cause: Cause,
         #[source]
-        source: OciDistributionError,
+        source: Box<OciDistributionError>,
     },
     #[error("{action} on registry {registry}: no answer within {after:?}")]
     TimedOut {
-        action: Action,
+        action: Box<Action>,
         registry: String,
         after: Duration,
     },
     #[error("{action} on registry {registry}: no progress for {after:?}")]
     Stalled {
-        action: Action,
+        action: Box<Action>,
         registry: String,
         after: Duration,
     },
     #[error("{action} on registry {registry}: the registry did not confirm the upload within {after:?}")]
     CommitTimedOut {
-        action: Action,
+        action: Box<Action>,
         registry: String,
         after: Duration,
     },
     /// Stopped because another part of the push failed first (never the error returned).
     #[error("{action} was stopped because another part of the push failed")]
-    Aborted { action: Action },
+    Aborted { action: Box<Action> },
     #[error("reading bundle entry {entry} stopped unexpectedly")]
     ReaderFailed {
         entry: String,
@@ -128,7 +128,7 @@ impl PushError {
     /// Whether the registry refused a monolithic upload in a way a chunked one may avoid.
     pub(crate) fn wants_chunked(&self) -> bool {
         match self {
-            PushError::Registry { source, .. } => match source {
+            PushError::Registry { source, .. } => match source.as_ref() {
                 OciDistributionError::SpecViolationError(_) => true,
                 OciDistributionError::ServerError { code, .. } => matches!(code, 405 | 411 | 413 | 416 | 501),
                 _ => false,

@@ -127,7 +127,7 @@ impl Plan {
             });
         }
         // Stable: equal sizes keep bundle order.
-        blobs.sort_by(|a, b| b.source.size.cmp(&a.source.size));
+        blobs.sort_by_key(|b| std::cmp::Reverse(b.source.size));
         Ok(Self {
             blobs,
             images: jobs,

@@ -200,7 +200,9 @@ impl Pusher {
 
     fn aborted(&self, action: impl FnOnce() -> Action) -> Result<(), PushError> {
         if self.abort.load(Ordering::Relaxed) {
-            return Err(PushError::Aborted { action: action() });
+            return Err(PushError::Aborted {
+                action: Box::new(action()),
+            });
         }
         Ok(())
     }
@@ -383,7 +385,9 @@ impl Pusher {
             }),
             // The bundle's fault outranks the upload's failure it caused.
             (Ok(Err(ReadStop::Bundle(e))), _) => Err(e),
-            (Ok(Err(ReadStop::Aborted)), _) => Err(PushError::Aborted { action }),
+            (Ok(Err(ReadStop::Aborted)), _) => Err(PushError::Aborted {
+                action: Box::new(action),
+            }),
             (Ok(_), Err(e)) => Err(e),
             (Ok(_), Ok(())) => Ok(job.source.size),
         };
@@ -462,7 +466,7 @@ impl Pusher {
         .await;
         match found {
             Err(_) => Err(PushError::TimedOut {
-                action,
+                action: Box::new(action),
                 registry: self.registry.host.clone(),
                 after: super::target::REQUEST_TIMEOUT,
             }),
@@ -517,14 +521,14 @@ async fn watchdog(activity: &Activity, action: &Action, registry: &str) -> PushE
         if activity.all_read() {
             if idle > COMMIT_TIMEOUT {
                 return PushError::CommitTimedOut {
-                    action: action.clone(),
+                    action: Box::new(action.clone()),
                     registry: registry.to_owned(),
                     after: COMMIT_TIMEOUT,
                 };
             }
         } else if idle > STALL_TIMEOUT {
             return PushError::Stalled {
-                action: action.clone(),
+                action: Box::new(action.clone()),
                 registry: registry.to_owned(),
                 after: STALL_TIMEOUT,
             };

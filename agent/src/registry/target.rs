@@ -159,7 +159,7 @@ impl Registry {
             };
             Client::try_from(config).map_err(|source| PushError::Client {
                 registry: host.clone(),
-                source,
+                source: Box::new(source),
             })
         };
         let (auth, with_credentials) = match &target.credentials {
@@ -235,9 +235,9 @@ impl Registry {
     pub fn error(&self, action: Action, source: OciDistributionError) -> PushError {
         PushError::Registry {
             cause: Cause::of(&source, self.with_credentials),
-            action,
+            action: Box::new(action),
             registry: self.host.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -251,7 +251,7 @@ impl Registry {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.error(action, e)),
             Err(_) => Err(PushError::TimedOut {
-                action,
+                action: Box::new(action),
                 registry: self.host.clone(),
                 after: REQUEST_TIMEOUT,
             }),

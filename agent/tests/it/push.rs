@@ -507,6 +507,16 @@ async fn resumes_after_the_registry_dies_without_resending_committed_blobs() {
         assert!(!running.is_finished(), "the push ended before the kill");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // The registry logs a request just after answering it: wait for those lines.
+    while requests(&registry.log())
+        .iter()
+        .filter_map(Request::committed_blob)
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "the log shows no committed blob");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     registry.kill().unwrap();
     let err = running.await.unwrap().unwrap_err();
     assert!(err.to_string().contains(&registry.addr()), "{err}");

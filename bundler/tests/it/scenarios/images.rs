@@ -179,6 +179,8 @@ fn two_images_mapping_to_one_target_repository_are_refused_with_a_hint() {
     );
     let r = lab
         .build(&spec, "1.0.0", lab.at("x.sealift"))
+        // Never the network, even if the check moved after pulling.
+        .args(["--registry-override", &format!("ghcr.io={CLOSED_LOOPBACK}")])
         .run()
         .refused()
         .stderr_has(
