@@ -130,6 +130,9 @@ pub struct Simulator {
 impl Simulator {
     /// Binds 127.0.0.1 on an ephemeral port and starts serving.
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        // Several rustls crypto providers are compiled into the workspace (ring for kube,
+        // aws-lc-rs through reqwest); rustls then needs a process default chosen explicitly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(SimError::Bind)?;
