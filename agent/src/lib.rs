@@ -15,7 +15,7 @@ pub mod store;
 pub mod trust_state;
 
 /// An error and its causes on one line.
-pub fn cli_error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -43,13 +43,6 @@ impl ImportRefusal {
 
     /// The message with its causes, on one line.
     pub fn full_message(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cause = c.source();
-        }
-        out
+        crate::error_chain(self)
     }
 }

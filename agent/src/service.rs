@@ -606,7 +606,13 @@ impl Agent {
                 error: None,
             },
             Err(e) => {
-                let msg = crate::cli_error_chain(&e);
+                let msg = crate::error_chain(&e);
+                if let Some(entry) = e.corrupt_entry() {
+                    let reason = format!("entry {entry} no longer matches its digest");
+                    if let Err(io) = self.store.mark_corrupt(identity, reason) {
+                        tracing::error!("cannot mark bundle {identity} corrupt: {io}");
+                    }
+                }
                 self.record(
                     "-",
                     "push",

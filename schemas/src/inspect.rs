@@ -6,54 +6,19 @@ use std::path::Path;
 
 use crate::head::Head;
 use crate::policy::Policy;
-use crate::reader::{BundleReader, Event};
+use crate::reader::BundleReader;
 use crate::refusal::Refusal;
 use crate::tar_header::{self, BLOCK};
-use crate::verified::{Metadata, MetadataCollector, VerifiedHead, VerifyError};
+use crate::verified::{Extent, Metadata, VerifiedHead, VerifyError, read_bundle};
 
 const CHUNK: usize = 64 * 1024;
 
 /// Verifies the head against `trusted` and reads the metadata entries, checking their
 /// hashes; stops before the first blob.
 pub fn read_metadata(path: &Path, trusted: keys::TrustedRoots) -> Result<(VerifiedHead, Metadata), VerifyError> {
-    let io = |source| VerifyError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = BundleReader::new(trusted, Policy::integrity_only());
-    let mut buf = vec![0u8; CHUNK];
-    let mut events = Vec::new();
-    let mut collector = MetadataCollector::default();
-    let mut head: Option<VerifiedHead> = None;
-    while !collector.is_complete() {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            reader.finish()?;
-            break;
-        }
-        reader.push(&buf[..n], &mut events)?;
-        for event in events.drain(..) {
-            match event {
-                Event::HeadVerified(h) => head = Some(*h),
-                Event::EntryVerified {
-                    path,
-                    content: Some(content),
-                    ..
-                } => {
-                    if let Some(h) = &head {
-                        collector.take(h.manifest(), path.as_str(), content)?;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let head = head.ok_or(Refusal::Truncated {
-        offset: reader.offset(),
-        context: "the head".into(),
-    })?;
-    Ok((head, collector.finish()?))
+    let reader = BundleReader::new(trusted, Policy::integrity_only());
+    let (head, metadata, _) = read_bundle(path, reader, Extent::Metadata, CHUNK, |_| {})?;
+    Ok((head, metadata))
 }
 
 /// A head checked only against the root chain it carries: signatures and hashes hold, but

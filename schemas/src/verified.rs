@@ -220,26 +220,37 @@ pub enum VerifyError {
 /// Size of each read from the file.
 const READ_CHUNK: usize = 1 << 20;
 
-/// Verifies a whole bundle file, calling `progress(bytes_read)` after each chunk.
-pub fn verify_file(
+/// How far [`read_bundle`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// Every byte, to the end-of-archive blocks.
+    Whole,
+    /// The head and the metadata entries only; stops before the first blob.
+    Metadata,
+}
+
+/// Drives the push parser over a file in `chunk`-sized reads, collecting the head and the
+/// metadata entries. Returns them with the bytes read.
+pub(crate) fn read_bundle(
     path: &Path,
-    trusted: keys::TrustedRoots,
-    policy: Policy,
+    mut reader: BundleReader,
+    extent: Extent,
+    chunk: usize,
     mut progress: impl FnMut(u64),
-) -> Result<VerifiedBundle, VerifyError> {
+) -> Result<(VerifiedHead, Metadata, u64), VerifyError> {
     let io = |source| VerifyError::Io {
         path: path.to_owned(),
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = BundleReader::new(trusted, policy);
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; chunk];
     let mut events = Vec::new();
     let mut collector = MetadataCollector::default();
-    let mut head = None;
-    loop {
+    let mut head: Option<VerifiedHead> = None;
+    while !(extent == Extent::Metadata && collector.is_complete()) {
         let n = file.read(&mut buf).map_err(io)?;
         if n == 0 {
+            reader.finish()?;
             break;
         }
         reader.push(&buf[..n], &mut events)?;
@@ -260,16 +271,26 @@ pub fn verify_file(
         }
         progress(reader.offset());
     }
-    reader.finish()?;
     let head = head.ok_or(Refusal::Truncated {
-        offset: 0,
+        offset: reader.offset(),
         context: "the head".into(),
     })?;
-    let metadata = collector.finish()?;
+    Ok((head, collector.finish()?, reader.offset()))
+}
+
+/// Verifies a whole bundle file, calling `progress(bytes_read)` after each chunk.
+pub fn verify_file(
+    path: &Path,
+    trusted: keys::TrustedRoots,
+    policy: Policy,
+    progress: impl FnMut(u64),
+) -> Result<VerifiedBundle, VerifyError> {
+    let reader = BundleReader::new(trusted, policy);
+    let (head, metadata, size) = read_bundle(path, reader, Extent::Whole, READ_CHUNK, progress)?;
     Ok(VerifiedBundle {
         path: path.to_owned(),
         head,
         metadata,
-        size: reader.offset(),
+        size,
     })
 }

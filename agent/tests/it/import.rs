@@ -579,9 +579,122 @@ fn a_failing_writer_leaves_no_partial_file() {
         .try_for_each(|c| importer.push(c, &store))
         .unwrap_err();
     assert_eq!(err.code(), "write_failed");
-    assert!(
-        agent::cli_error_chain(&err).contains("No space left on device"),
-        "{err}"
-    );
+    assert!(agent::error_chain(&err).contains("No space left on device"), "{err}");
     assert!(list(&cfg.store.dir.join("bundles")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_little_free_space_and_unreadable_sources_are_refused() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    // A reserve larger than any volume: free space minus the reserve is zero.
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    let cfg = write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("reserveBytes: 0", "reserveBytes: 1000Ti");
+    std::fs::write(&cfg, text).unwrap();
+    let a = start_agent_in(dir, target, NOW).await;
+    assert_refused(
+        &a,
+        &v1,
+        &[],
+        "insufficient_space",
+        "not enough space for the bundle: need",
+    )
+    .await;
+
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    let before = snapshot(&a);
+    let out = tokio::task::spawn_blocking({
+        let url = a.url.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+                .args([
+                    "import",
+                    "--from-path",
+                    "/nonexistent/bundle.sealift",
+                    "--server",
+                    &url,
+                    "--token",
+                    ADMIN,
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("(source_unreadable)"), "{}", stderr(&out));
+    assert_eq!(snapshot(&a), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_uploads_expire_after_a_day() {
+    let vendor = Vendor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let a = start_agent_in(dir, target, NOW).await;
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{}/api/v1/uploads", a.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let uploads = a.dir.path().join("store/uploads");
+    assert_eq!(list(&uploads), vec![id.clone()]);
+    let RunningAgent {
+        dir, target, _server, ..
+    } = a;
+    _server.abort();
+    let a = start_agent_in(dir, target, NOW + 25 * 3600).await;
+    let r = client
+        .get(format!("{}/api/v1/uploads/{id}", a.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(list(&uploads).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_rotation_is_accepted_and_never_goes_back() {
+    let vendor = Vendor::new();
+    let old = vendor.build("1.0.0", 1, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    // The vendor rotates to root 2 with a new release key, signed by the root key.
+    let keys_dir = vendor.dir.path().join("keys");
+    let new_release = keys::generate_key_files(&keys_dir, "release2").unwrap();
+    let root_key = keys::SigningKey::load(keys_dir.join("root.key"), keys::PASSPHRASE_ENV).unwrap();
+    keys::root_dir::rotate(
+        &vendor.roots,
+        keys::root_dir::KeySetChange::default(),
+        keys::root_dir::KeySetChange {
+            keys: Some(vec![keys::PublicKey::load(&new_release.public_key).unwrap()]),
+            threshold: None,
+        },
+        &[root_key],
+    )
+    .unwrap();
+    let rotated = Vendor {
+        dir: vendor.dir,
+        registry: vendor.registry,
+        release_key: new_release.private_key,
+        roots: vendor.roots,
+    };
+    let v2 = rotated.build("2.0.0", 2, &[]);
+    let out = cli_import(&a, &v2, ADMIN, &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(a.agent.trust_state().roots.len(), 2);
+    // A bundle signed under root 1 only is now refused: its chain is shorter than the trusted one.
+    assert_refused(&a, &old, &[], "root_chain_untrusted", "root chain is not trusted").await;
 }

@@ -24,13 +24,13 @@ fn main() {
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["demo", bundler, out] => demo(Path::new(bundler), Path::new(out)),
+        ["demo", bundler, agent, out] => demo(Path::new(bundler), Path::new(agent), Path::new(out)),
         ["synth-layout", dir, bytes] => synth_layout(Path::new(dir), bytes.parse()?),
         ["sparse-bundle", out, bytes, "--key", key, "--root-dir", roots] => {
             sparse_bundle(Path::new(out), bytes.parse()?, Path::new(key), Path::new(roots))
         }
         _ => bail!(
-            "usage: sealift-testkit demo BUNDLER OUTDIR | synth-layout DIR BYTES | sparse-bundle OUT BYTES --key K --root-dir R"
+            "usage: sealift-testkit demo BUNDLER AGENT OUTDIR | synth-layout DIR BYTES | sparse-bundle OUT BYTES --key K --root-dir R"
         ),
     }
 }
@@ -50,7 +50,7 @@ fn step(title: &str, cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn demo(bundler: &Path, out: &Path) -> Result<()> {
+fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
     if out.exists() {
         fs_err::remove_dir_all(out)?;
     }
@@ -178,10 +178,54 @@ fn demo(bundler: &Path, out: &Path) -> Result<()> {
     ensure!(refused.status.code() == Some(1), "the tampered bundle was not refused");
     println!("exit status {}", refused.status.code().unwrap_or(-1));
 
-    let raw = skopeo_inspect_raw(&registry, "sealift-sample/web:1.0.0")?;
-    println!("\nregistry check: web:1.0.0 index is {} bytes", raw.len());
+    customer_side(agent, &out, &roots, &bundles, &tampered)?;
     println!("\n# Demo complete: bundles in {}", out.display());
     Ok(())
+}
+
+/// The dark cluster: an agent with its own registry imports both bundles.
+fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], tampered: &Path) -> Result<()> {
+    println!("\n# The dark cluster: sealift-agent and the cluster's registry");
+    let cluster_registry = Registry::start(RegistryOptions::default())?;
+    let dir = out.join("agent");
+    fs_err::create_dir_all(&dir)?;
+    let token = "demo-admin-token-0123456789";
+    fs_err::write(dir.join("admin.token"), token)?;
+    fs_err::copy(roots.join("1.root.json"), dir.join("root.json"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}\nstore: {{dir: store, maxBytes: 10Gi, reserveBytes: 0}}\ntrust: {{root: root.json, product: sample-app}}\nregistry: {{url: \"http://{}\", insecure: true}}\ntokens: {{admin: [{{name: admin, tokenFile: admin.token}}]}}\n",
+        cluster_registry.addr()
+    );
+    fs_err::write(dir.join("agent.yaml"), &config)?;
+    println!("agent.yaml:\n{config}");
+    let mut server = Command::new(agent).args(["serve", "--config"]).arg(dir.join("agent.yaml")).spawn()?;
+    let result = (|| -> Result<()> {
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(std::time::Instant::now() < deadline, "the agent did not start listening");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for b in bundles {
+            step(
+                "The admin imports a bundle (resumable upload, verified as it arrives, images pushed)",
+                Command::new(agent).arg("import").arg(b).args(["--server", &url, "--token", token]),
+            )?;
+        }
+        step("Imported versions, newest first", Command::new(agent).args(["versions", "--server", &url, "--token", token]))?;
+        println!("\n## The tampered bundle is refused by the agent too, and nothing changes");
+        let refused = Command::new(agent).arg("import").arg(tampered).args(["--server", &url, "--token", token]).output()?;
+        eprint!("{}", String::from_utf8_lossy(&refused.stderr));
+        ensure!(refused.status.code() == Some(1), "the agent accepted a tampered bundle");
+        step("The audit log", Command::new(agent).args(["audit", "--server", &url, "--token", token]))?;
+        let raw = skopeo_inspect_raw(&cluster_registry, "sealift-sample/web:2.0.0")?;
+        println!("\ncluster registry: sealift-sample/web:2.0.0 is {} ({} bytes), pushed byte for byte", schemas::Digest::of(&raw), raw.len());
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
 
 fn synth_layout(dir: &Path, bytes: u64) -> Result<()> {
