@@ -341,7 +341,7 @@ fn htpasswd_line(user: &str, password: &str) -> Result<String> {
 }
 
 /// Makes `certs/ca.crt` (a test CA) and `tls/server.{crt,key}` for 127.0.0.1 and localhost.
-fn make_tls_material(dir: &Path) -> Result<()> {
+pub fn make_tls_material(dir: &Path) -> Result<()> {
     let certs = dir.join("certs");
     let tls = dir.join("tls");
     fs_err::create_dir_all(&certs)?;

@@ -75,3 +75,64 @@ fn serve_refuses_a_non_loopback_listener_without_tls() {
     );
     assert!(err.contains("--insecure-listen"), "{err}");
 }
+
+#[test]
+fn serve_speaks_tls_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    tests::registry::make_tls_material(dir.path()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = GOOD.replace("127.0.0.1:0", &format!("0.0.0.0:{port}"))
+        + "tls: {certFile: tls/server.crt, keyFile: tls/server.key}\n";
+    let cfg = write(dir.path(), &yaml);
+    // A real root so the agent starts: any canonical root envelope.
+    let key = keys::SigningKey::generate();
+    let roots = dir.path().join("roots");
+    std::fs::create_dir_all(&roots).unwrap();
+    keys::root_dir::init(
+        &roots,
+        std::slice::from_ref(&key),
+        vec![],
+        None,
+        vec![key.public_key()],
+        None,
+    )
+    .unwrap();
+    std::fs::copy(roots.join("1.root.json"), dir.path().join("root.json")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "agent did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = dir.path().join("certs/ca.crt");
+    let trusted = Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+        .args([
+            "versions",
+            "--server",
+            &url,
+            "--token",
+            "admin-token-0123456789abcdef",
+            "--ca",
+        ])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let untrusted = Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+        .args(["versions", "--server", &url, "--token", "admin-token-0123456789abcdef"])
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("VERSION"));
+    assert_eq!(untrusted.status.code(), Some(1), "a client without the CA connected");
+}

@@ -199,28 +199,51 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
     );
     fs_err::write(dir.join("agent.yaml"), &config)?;
     println!("agent.yaml:\n{config}");
-    let mut server = Command::new(agent).args(["serve", "--config"]).arg(dir.join("agent.yaml")).spawn()?;
+    let mut server = Command::new(agent)
+        .args(["serve", "--config"])
+        .arg(dir.join("agent.yaml"))
+        .spawn()?;
     let result = (|| -> Result<()> {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            ensure!(std::time::Instant::now() < deadline, "the agent did not start listening");
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the agent did not start listening"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         for b in bundles {
             step(
                 "The admin imports a bundle (resumable upload, verified as it arrives, images pushed)",
-                Command::new(agent).arg("import").arg(b).args(["--server", &url, "--token", token]),
+                Command::new(agent)
+                    .arg("import")
+                    .arg(b)
+                    .args(["--server", &url, "--token", token]),
             )?;
         }
-        step("Imported versions, newest first", Command::new(agent).args(["versions", "--server", &url, "--token", token]))?;
+        step(
+            "Imported versions, newest first",
+            Command::new(agent).args(["versions", "--server", &url, "--token", token]),
+        )?;
         println!("\n## The tampered bundle is refused by the agent too, and nothing changes");
-        let refused = Command::new(agent).arg("import").arg(tampered).args(["--server", &url, "--token", token]).output()?;
+        let refused = Command::new(agent)
+            .arg("import")
+            .arg(tampered)
+            .args(["--server", &url, "--token", token])
+            .output()?;
         eprint!("{}", String::from_utf8_lossy(&refused.stderr));
         ensure!(refused.status.code() == Some(1), "the agent accepted a tampered bundle");
-        step("The audit log", Command::new(agent).args(["audit", "--server", &url, "--token", token]))?;
+        step(
+            "The audit log",
+            Command::new(agent).args(["audit", "--server", &url, "--token", token]),
+        )?;
         let raw = skopeo_inspect_raw(&cluster_registry, "sealift-sample/web:2.0.0")?;
-        println!("\ncluster registry: sealift-sample/web:2.0.0 is {} ({} bytes), pushed byte for byte", schemas::Digest::of(&raw), raw.len());
+        println!(
+            "\ncluster registry: sealift-sample/web:2.0.0 is {} ({} bytes), pushed byte for byte",
+            schemas::Digest::of(&raw),
+            raw.len()
+        );
         Ok(())
     })();
     let _ = server.kill();
