@@ -698,3 +698,59 @@ async fn root_rotation_is_accepted_and_never_goes_back() {
     // A bundle signed under root 1 only is now refused: its chain is shorter than the trusted one.
     assert_refused(&a, &old, &[], "root_chain_untrusted", "root chain is not trusted").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_sequence_rebuild_replaces_the_listed_build_and_retention_keeps_the_newest() {
+    let vendor = Vendor::new();
+    let first = vendor.build("1.0.0", 1, &[]);
+    let rebuild = vendor.build("1.0.0", 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    let cfg = write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "retention: {keep: 0}\n";
+    std::fs::write(&cfg, text).unwrap();
+    let a = start_agent_in(dir, target, NOW).await;
+    assert!(cli_import(&a, &first, ADMIN, &[]).await.status.success());
+    assert!(cli_import(&a, &rebuild, ADMIN, &[]).await.status.success());
+    let listed = a.agent.store.list();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].version.as_str(), listed[0].sequence), ("1.0.0", 2));
+    assert_eq!(
+        list(&a.dir.path().join("store/bundles")).len(),
+        2,
+        "one bundle file and its head"
+    );
+
+    // keep 0: the two newest (room for current and previous) stay, older ones go.
+    let v2 = vendor.build("2.0.0", 3, &[]);
+    let v3 = vendor.build("3.0.0", 4, &[]);
+    assert!(cli_import(&a, &v2, ADMIN, &[]).await.status.success());
+    assert!(cli_import(&a, &v3, ADMIN, &[]).await.status.success());
+    let versions: Vec<String> = a.agent.store.list().into_iter().map(|b| b.version).collect();
+    assert_eq!(versions, vec!["3.0.0".to_owned(), "2.0.0".to_owned()]);
+    assert_eq!(list(&a.dir.path().join("store/bundles")).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_bundle_is_refused_for_import_while_a_stored_one_stays_listed() {
+    let vendor = Vendor::new();
+    let stored = vendor.build("1.0.0", 1, &["--valid-for", "30d"]);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(RegistryOptions::default()).unwrap();
+    write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
+    let a = start_agent_in(dir, target, CREATED + 86_400).await;
+    assert!(cli_import(&a, &stored, ADMIN, &[]).await.status.success());
+    // Forty days later both bundles are past their window: a new import is refused, the stored
+    // one stays in the store and the listing (expiry bounds import and installation only).
+    let RunningAgent {
+        dir, target, _server, ..
+    } = a;
+    _server.abort();
+    let a = start_agent_in(dir, target, CREATED + 40 * 86_400).await;
+    let late = vendor.build("2.0.0", 2, &["--valid-for", "30d"]);
+    assert_refused(&a, &late, &[], "expired", "expired at").await;
+    let listed = a.agent.store.list();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version, "1.0.0");
+    assert!(a.agent.store.path_of(&listed[0].identity).is_file());
+}
