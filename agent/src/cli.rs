@@ -191,8 +191,13 @@ fn print_summary(s: &serde_json::Value) {
     match p["error"].as_str() {
         Some(e) => println!("  registry push FAILED: {e}"),
         None => println!(
-            "  registry: {} blobs uploaded ({} bytes), {} already present, {} manifests, {} tags",
-            p["blobsUploaded"], p["bytesUploaded"], p["blobsSkipped"], p["manifestsPushed"], p["tagsPushed"]
+            "  registry: {} blobs uploaded ({} bytes), {} already present, {} manifests, {} tags in {:.2} s",
+            p["blobsUploaded"],
+            p["bytesUploaded"],
+            p["blobsSkipped"],
+            p["manifestsPushed"],
+            p["tagsPushed"],
+            p["seconds"].as_f64().unwrap_or(0.0)
         ),
     }
 }

@@ -58,6 +58,8 @@ pub struct PushSummary {
     pub bytes_uploaded: u64,
     pub manifests_pushed: usize,
     pub tags_pushed: usize,
+    /// Wall time of the push.
+    pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -549,7 +551,9 @@ impl Agent {
                 if already { " (already imported)" } else { "" }
             )),
         );
-        let pushed = self.push(&m, &identity).await;
+        let started = std::time::Instant::now();
+        let mut pushed = self.push(&m, &identity).await;
+        pushed.seconds = started.elapsed().as_secs_f64();
         if let Err(e) = self.store.apply_retention(self.config.retention.keep) {
             tracing::warn!("retention failed: {e}");
         }
@@ -603,6 +607,7 @@ impl Agent {
                 bytes_uploaded: r.bytes_uploaded,
                 manifests_pushed: r.manifests_pushed,
                 tags_pushed: r.tags_pushed,
+                seconds: 0.0,
                 error: None,
             },
             Err(e) => {
