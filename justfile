@@ -30,8 +30,14 @@ bench:
 # Regenerate the committed golden renders and JSON Schemas.
 golden:
     SEALIFT_BLESS=1 cargo test -p bundler --test it golden
-    SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas
+    SEALIFT_BLESS=1 cargo test -p schemas --test it json_schemas
 
 # Regenerate the committed JSON Schemas from the Rust types.
 schemas:
-    SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas
+    SEALIFT_BLESS=1 cargo test -p schemas --test it json_schemas
+
+# Fuzz the bundle reader for SECONDS (default 60); new corpus entries land in
+# schemas/fuzz/corpus/reader/ and are replayed by the normal tests once committed.
+fuzz SECONDS="60":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd schemas/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run reader corpus/reader -- -max_total_time={{SECONDS}} -rss_limit_mb=2048

@@ -16,7 +16,7 @@ fn committed_json_schemas_match_the_types() {
             .unwrap_or_else(|e| panic!("{}: {e}; run `just schemas` to generate it", path.display()));
         assert!(
             committed == generated,
-            "{name} is stale; run `just schemas` (SEALIFT_BLESS=1 cargo test -p schemas --test json_schemas)"
+            "{name} is stale; run `just schemas` (SEALIFT_BLESS=1 cargo test -p schemas --test it json_schemas)"
         );
     }
 }

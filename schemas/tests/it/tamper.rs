@@ -1,8 +1,6 @@
 //! The tamper matrix: a good bundle, mutated every way the format must refuse, each
 //! refusal asserted by its exact reason.
 
-#![allow(clippy::unwrap_used)]
-
 use keys::{Envelope, KeySet, RootDocument, SigningKey, TrustedRoots};
 use rand::{Rng, SeedableRng};
 use schemas::entry::{
