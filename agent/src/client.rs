@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::import::ImportOptions;
 
 /// Size of each uploaded part.
-const PART: u64 = 8 << 20;
+const PART: u64 = 64 << 20;
 /// Consecutive failed attempts before giving up.
 const ATTEMPTS: u32 = 8;
 
@@ -105,7 +105,12 @@ impl Client {
                     let v: Value = resp.json().await?;
                     offset = v["offset"].as_u64().context("no offset in the answer")?;
                     failures = 0;
-                    eprintln!("uploaded {} of {} MiB", offset >> 20, size >> 20);
+                    eprintln!(
+                        "uploaded {} of {} bytes ({}%)",
+                        offset,
+                        size,
+                        offset * 100 / size.max(1)
+                    );
                 }
                 Ok(resp) if resp.status().is_server_error() => {
                     failures += 1;

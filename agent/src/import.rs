@@ -209,6 +209,11 @@ impl Importer {
         Ok(())
     }
 
+    /// Makes the bytes written so far durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+
     /// Completes the import: the archive must have ended.
     pub fn finish(mut self) -> Result<Verified, ImportRefusal> {
         self.reader.finish()?;

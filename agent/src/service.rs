@@ -18,6 +18,8 @@ use crate::trust_state::TrustState;
 
 /// Partial uploads older than this are removed.
 pub const UPLOAD_TTL_SECONDS: i64 = 24 * 3600;
+/// Bytes between persisted upload checkpoints.
+const CHECKPOINT_EVERY: u64 = 64 << 20;
 /// Parallel blob uploads to the registry.
 const PUSH_PARALLELISM: usize = 4;
 
@@ -355,17 +357,21 @@ impl Agent {
             );
             return Err(r.into());
         }
-        // Persist the last entry boundary so a restart resumes from there.
+        // Persist the last entry boundary so a restart resumes from there: the data up to it
+        // is synced first, and at most every CHECKPOINT_EVERY bytes (and at the head and the end).
         if let Some(cp) = s.importer.checkpoint() {
-            if s.record.next_entry.is_none()
-                && let Some(h) = s.importer.head()
-            {
-                persist::write_atomically(&self.upload_dir(id).join("head"), h.entry()).map_err(internal)?;
+            let first = s.record.next_entry.is_none();
+            let due = cp.offset >= s.record.committed + CHECKPOINT_EVERY || s.importer.is_finished();
+            if first || (due && cp.offset > s.record.committed) {
+                if first && let Some(h) = s.importer.head() {
+                    persist::write_atomically(&self.upload_dir(id).join("head"), h.entry()).map_err(internal)?;
+                }
+                s.importer.sync().map_err(internal)?;
+                s.record.committed = cp.offset;
+                s.record.next_entry = Some(cp.next_entry);
+                s.record.blobs = s.importer.blobs().clone();
+                persist::write_json(&self.upload_dir(id).join("upload.json"), &s.record).map_err(internal)?;
             }
-            s.record.committed = cp.offset;
-            s.record.next_entry = Some(cp.next_entry);
-            s.record.blobs = s.importer.blobs().clone();
-            persist::write_json(&self.upload_dir(id).join("upload.json"), &s.record).map_err(internal)?;
         }
         Ok(s.importer.offset())
     }

@@ -178,38 +178,46 @@ async fn put_part(
         }
         .into());
     }
+    // Receiving and verifying overlap: the body is gathered into PART_BUFFER pieces that a
+    // blocking worker hashes and writes while the next piece arrives.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let worker = {
+        let (agent, id, c) = (agent.clone(), id.clone(), c.clone());
+        tokio::task::spawn_blocking(move || -> Result<u64, ServiceError> {
+            let mut offset = expected;
+            while let Some(data) = rx.blocking_recv() {
+                offset = agent.put_part(&c, &id, offset, &data)?;
+            }
+            Ok(offset)
+        })
+    };
     let mut stream = body.into_data_stream();
     let mut buf = Vec::with_capacity(PART_BUFFER);
-    let mut offset = expected;
-    loop {
-        let chunk = stream.next().await;
-        let done = chunk.is_none();
-        if let Some(chunk) = chunk {
-            match chunk {
-                Ok(bytes) => buf.extend_from_slice(&bytes),
-                // The client went away: keep what was verified; it resumes from the offset.
-                Err(e) => {
-                    tracing::info!("upload {id}: body ended early: {e}");
-                    break;
-                }
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => buf.extend_from_slice(&bytes),
+            // The client went away: keep what was verified; it resumes from the offset.
+            Err(e) => {
+                tracing::info!("upload {id}: body ended early: {e}");
+                break;
             }
         }
-        if buf.len() >= PART_BUFFER || (done && !buf.is_empty()) {
-            let (a, id2, c2, data) = (agent.clone(), id.clone(), c.clone(), std::mem::take(&mut buf));
-            offset = tokio::task::spawn_blocking(move || a.put_part(&c2, &id2, offset, &data))
+        if buf.len() >= PART_BUFFER
+            && tx
+                .send(std::mem::replace(&mut buf, Vec::with_capacity(PART_BUFFER)))
                 .await
-                .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))??;
-        }
-        if done {
-            break;
+                .is_err()
+        {
+            break; // the worker stopped on a refusal; its result says why
         }
     }
     if !buf.is_empty() {
-        let (a, id2, c2, data) = (agent.clone(), id.clone(), c.clone(), buf);
-        offset = tokio::task::spawn_blocking(move || a.put_part(&c2, &id2, offset, &data))
-            .await
-            .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))??;
+        let _ = tx.send(buf).await;
     }
+    drop(tx);
+    let offset = worker
+        .await
+        .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))??;
     Ok(Json(json!({ "id": id, "offset": offset })).into_response())
 }
 
