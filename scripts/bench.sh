@@ -100,6 +100,7 @@ for _ in $(seq 50); do curl -fs "http://127.0.0.1:$agent_port/healthz" >/dev/nul
 export SEALIFT_SERVER="http://127.0.0.1:$agent_port" SEALIFT_TOKEN=$(cat "$work/agent/admin.token")
 $M "sealift-agent import (upload+verify+push)" "$size" -- "$A import $work/big.sealift"
 $M "sealift-agent import again (0 blobs)" "$size" -- "$A import $work/big.sealift"
+$M "sealift-agent import --from-path (verify+copy)" "$size" -- "$A import --from-path $PWD/$work/big.sealift"
 echo "agent server peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$(cat $work/agent.pid)/status)"
 $M "skopeo copy oci: -> registry (peer)" "$payload" -- \
   skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$work/layout:1.0.0" "docker://127.0.0.1:$reg2/bench/big:1.0.0"
