@@ -754,3 +754,85 @@ async fn an_expired_bundle_is_refused_for_import_while_a_stored_one_stays_listed
     assert_eq!(listed[0].version, "1.0.0");
     assert!(a.agent.store.path_of(&listed[0].identity).is_file());
 }
+
+/// A loopback TCP proxy that cuts the first connection after `cut` bytes from the client,
+/// then forwards every later connection whole.
+async fn flaky_proxy(upstream: String, cut: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let upstream = upstream.clone();
+            let limit = if std::mem::take(&mut first) { Some(cut) } else { None };
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                match limit {
+                    None => {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                    Some(limit) => {
+                        let (mut client_r, mut client_w) = client.into_split();
+                        let (mut server_r, mut server_w) = server.into_split();
+                        let back = tokio::spawn(async move {
+                            let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+                        });
+                        let mut sent = 0;
+                        let mut buf = vec![0u8; 8192];
+                        while sent < limit {
+                            let Ok(n) = client_r.read(&mut buf).await else { break };
+                            if n == 0 {
+                                break;
+                            }
+                            let n = n.min(limit - sent);
+                            if server_w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            sent += n;
+                        }
+                        back.abort();
+                        // Drop both sides mid-request: the client sees a broken connection.
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_command_resumes_after_a_broken_connection() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1, &[]);
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
+    let upstream = a.url.trim_start_matches("http://").to_owned();
+    // The client's first connection carries the POST and the first PUT; it breaks 100 KB in.
+    let proxy = flaky_proxy(upstream, 100_000).await;
+    let out = tokio::task::spawn_blocking({
+        let (proxy, v1) = (proxy.clone(), v1.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+                .arg("import")
+                .arg(&v1)
+                .args(["--server", &proxy, "--token", ADMIN])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("upload interrupted") && err.contains("resuming"),
+        "no break was seen: {err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported sample-app 1.0.0"));
+    assert_eq!(a.agent.store.list().len(), 1);
+}
