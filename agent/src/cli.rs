@@ -75,6 +75,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Several rustls crypto providers may be compiled in (aws-lc-rs for reqwest, ring for
+    // kube); rustls then has no implicit default, so the TLS listener's provider is chosen here.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
