@@ -27,10 +27,11 @@ demo:
 bench:
     bash scripts/bench.sh
 
-# Regenerate the committed golden renders and JSON Schemas.
+# Regenerate the committed golden renders, JSON Schemas and deploy/crd.yaml.
 golden:
     SEALIFT_BLESS=1 cargo test -p bundler --test it golden
     SEALIFT_BLESS=1 cargo test -p schemas --test it json_schemas
+    SEALIFT_BLESS=1 cargo test -p agent --test it deploy_crd
 
 # Regenerate the committed JSON Schemas from the Rust types.
 schemas:

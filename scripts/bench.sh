@@ -99,7 +99,7 @@ echo $! > "$work/agent.pid"
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$agent_port/healthz" >/dev/null && break; sleep 0.1; done
 export SEALIFT_SERVER="http://127.0.0.1:$agent_port" SEALIFT_TOKEN=$(cat "$work/agent/admin.token")
 $M "sealift-agent import (upload+verify+push)" "$size" -- "$A import $work/big.sealift"
-$M "sealift-agent import again (0 blobs)" "$size" -- "$A import $work/big.sealift"
+$M "sealift-agent import again (head only, 0 blobs)" "$size" -- "$A import $work/big.sealift"
 $M "sealift-agent import --from-path (verify+copy)" "$size" -- "$A import --from-path $PWD/$work/big.sealift"
 echo "agent server peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$(cat $work/agent.pid)/status)"
 $M "skopeo copy oci: -> registry (peer)" "$payload" -- \

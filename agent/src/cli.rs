@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
@@ -71,6 +71,64 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Move the application to VERSION (an imported one); rolls back by itself on failure.
+    Upgrade {
+        version: String,
+        /// Leave a failed upgrade as it is for debugging instead of rolling back.
+        #[arg(long)]
+        disable_rollback: bool,
+        /// Allow VERSION to be older than the current version.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Start although the current release is not healthy.
+        #[arg(long)]
+        ignore_unhealthy: bool,
+        /// Wait until the operation ends; exit 1 if it did not reach VERSION.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Run the failed operation for the typed version again.
+    Retry {
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Go back to the previous version (or `--to VERSION`, a recorded one), offline from the store.
+    Rollback {
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove the application (CRDs, PVCs and Namespaces are kept; `--delete-data` removes PVCs).
+    Uninstall {
+        /// Required: uninstalling is deliberate.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        delete_data: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The release: current and desired version, state, progress.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The release's revisions, newest first; `--details N` shows one in full.
+    History {
+        #[arg(long)]
+        details: Option<u32>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print the `SealiftRelease` CustomResourceDefinition (YAML) the agent applies at start.
+    Crd,
 }
 
 pub fn main() -> ExitCode {
@@ -144,12 +202,105 @@ async fn run(cli: Cli) -> Result<()> {
                 println!(
                     "{:<16} {:>9} {:<22} {:>12}  {}",
                     b["version"].as_str().unwrap_or(""),
-                    b["sequence"],
+                    b["sequence"].to_string(),
                     b["importedAt"].as_str().unwrap_or(""),
-                    b["size"],
+                    b["size"].to_string(),
                     if b["pinned"] == true { "pinned" } else { "" }
                 );
             }
+            Ok(())
+        }
+        Command::Upgrade {
+            version,
+            disable_rollback,
+            allow_downgrade,
+            ignore_unhealthy,
+            wait,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let body = serde_json::json!({
+                "version": version,
+                "disableRollback": disable_rollback,
+                "allowDowngrade": allow_downgrade,
+                "ignoreUnhealthy": ignore_unhealthy,
+            });
+            if allow_downgrade {
+                eprintln!("warning: downgrading to {version}; the application's data may not support it");
+            }
+            let answer = client.post("/api/v1/upgrade", &body).await?;
+            println!("{}", answer["message"].as_str().unwrap_or("requested"));
+            if wait {
+                crate::release_view::wait(&client, &version).await?;
+            }
+            Ok(())
+        }
+        Command::Retry { wait, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let answer = client.post("/api/v1/retry", &serde_json::json!({})).await?;
+            println!("{}", answer["message"].as_str().unwrap_or("requested"));
+            if wait {
+                let v = client.get("/api/v1/release").await?;
+                let version = v["status"]["desiredVersion"].as_str().unwrap_or("").to_owned();
+                crate::release_view::wait(&client, &version).await?;
+            }
+            Ok(())
+        }
+        Command::Rollback { to, wait, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let answer = client
+                .post("/api/v1/rollback", &serde_json::json!({ "toVersion": to }))
+                .await?;
+            println!("{}", answer["message"].as_str().unwrap_or("requested"));
+            if wait {
+                let version = answer["version"].as_str().unwrap_or("").to_owned();
+                crate::release_view::wait(&client, &version).await?;
+            }
+            Ok(())
+        }
+        Command::Uninstall {
+            yes,
+            delete_data,
+            remote,
+        } => {
+            if !yes {
+                bail!("uninstall removes the application; confirm with --yes");
+            }
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let answer = client
+                .post(
+                    "/api/v1/uninstall",
+                    &serde_json::json!({ "confirm": true, "deleteData": delete_data }),
+                )
+                .await?;
+            println!("{}", answer["message"].as_str().unwrap_or("requested"));
+            Ok(())
+        }
+        Command::Status { remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = client.get("/api/v1/release").await?;
+            crate::release_view::print_status(&v);
+            Ok(())
+        }
+        Command::History { details, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            match details {
+                Some(n) => {
+                    let v = client.get(&format!("/api/v1/revisions/{n}")).await?;
+                    crate::release_view::print_revision(&v);
+                }
+                None => {
+                    let v = client.get("/api/v1/revisions").await?;
+                    crate::release_view::print_history(&v);
+                }
+            }
+            Ok(())
+        }
+        Command::Crd => {
+            print!(
+                "# Generated by `sealift-agent crd`; do not edit. The agent applies the same at start.\n{}",
+                crate::release::resource::crd_yaml()
+            );
             Ok(())
         }
         Command::Audit { remote } => {
@@ -164,10 +315,12 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_summary(s: &serde_json::Value) {
-    let already = if s["alreadyImported"] == true {
-        " (already imported; nothing changed)"
-    } else {
-        ""
+    let already = match (s["alreadyImported"] == true, s["bytesReceived"].as_u64()) {
+        (true, Some(n)) if s["size"].as_u64().is_some_and(|size| n < size) => {
+            format!(" (already imported; nothing changed; {n} bytes of it sent, the head only)")
+        }
+        (true, _) => " (already imported; nothing changed)".to_owned(),
+        (false, _) => String::new(),
     };
     println!(
         "imported {} {} (sequence {}){already}",
@@ -212,14 +365,19 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
     if cfg.tls.is_none() && !addr.ip().is_loopback() {
         if !insecure_listen {
             bail!(
-                "listen {addr} is not loopback and no tls is configured\nhint: configure tls.certFile/keyFile, or pass --insecure-listen"
+                "listen {addr} is not loopback and no tls is configured\nhint: configure tls.certFile/keyFile, or tls.selfSigned.secret (with kubernetes), or pass --insecure-listen"
             );
         }
         tracing::warn!("listening on {addr} without TLS (--insecure-listen): tokens cross the network in clear");
     }
-    let tls = cfg.tls.clone();
+    let tls = crate::tls_bootstrap::load(&cfg).await?;
+    let kubernetes = cfg.kubernetes.clone();
     let agent = Arc::new(Agent::open(cfg)?);
-    let app = crate::api::router(agent.clone());
+    let mut app = crate::api::router(agent.clone());
+    if let Some(k) = kubernetes {
+        let engine = crate::release::start(agent.clone(), &k).await?;
+        app = app.merge(crate::api::release::router(agent.clone(), engine));
+    }
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {
@@ -232,16 +390,7 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
     );
     match tls {
         Some(t) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_file, &t.key_file)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot load tls.certFile {} / tls.keyFile {}",
-                        t.cert_file.display(),
-                        t.key_file.display()
-                    )
-                })?;
-            axum_server::bind_rustls(addr, rustls)
+            axum_server::bind_rustls(addr, t.rustls().await?)
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await?;

@@ -47,7 +47,13 @@ impl Client {
         if !status.is_success() {
             let code = body["code"].as_str().unwrap_or("error");
             let msg = body["message"].as_str().unwrap_or("");
-            bail!("the agent answered {status}: {msg} ({code})");
+            let hint = match code {
+                "stored_bundle_corrupt" => {
+                    "\nhint: import the same file again: the agent now takes all of it and replaces its corrupt copy"
+                }
+                _ => "",
+            };
+            bail!("the agent answered {status}: {msg} ({code}){hint}");
         }
         Ok(body)
     }
@@ -63,9 +69,27 @@ impl Client {
         Self::check(resp).await
     }
 
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
     /// Uploads `file` part by part, resuming from the agent's offset after any break, then commits.
+    ///
+    /// The first part is the head entry alone. When the agent answers that it already holds
+    /// that identity (its signatures verified, it is stored intact), the rest is not sent: the
+    /// commit stages the images from the stored copy. Otherwise the upload goes on.
     pub async fn upload(&self, file: &Path, options: ImportOptions) -> Result<Value> {
         let size = fs_err::metadata(file)?.len();
+        let mut f = fs_err::File::open(file)?;
+        let head_end = head_entry_end(&mut f, size)?;
         let mut body = serde_json::to_value(options)?;
         body["size"] = json!(size);
         let resp = self
@@ -81,11 +105,14 @@ impl Client {
             .as_str()
             .context("the agent gave no upload id")?
             .to_owned();
-        let mut f = fs_err::File::open(file)?;
         let mut offset = 0u64;
         let mut failures = 0;
         while offset < size {
-            let len = PART.min(size - offset);
+            let len = if offset < head_end {
+                head_end - offset
+            } else {
+                PART.min(size - offset)
+            };
             let mut buf = vec![0u8; len as usize];
             f.seek(SeekFrom::Start(offset))?;
             f.read_exact(&mut buf)?;
@@ -111,6 +138,14 @@ impl Client {
                         size,
                         offset * 100 / size.max(1)
                     );
+                    if v["stored"] == true && offset < size {
+                        eprintln!(
+                            "the agent already holds this bundle ({}): not sending the other {} bytes",
+                            v["identity"].as_str().unwrap_or("?"),
+                            size - offset
+                        );
+                        break;
+                    }
                 }
                 Ok(resp) if resp.status().is_server_error() => {
                     failures += 1;
@@ -163,4 +198,21 @@ impl Client {
             .with_context(|| format!("cannot reach {}", self.server))?;
         Self::check(resp).await
     }
+}
+
+/// Where the head entry (header, content, padding) ends, from the file's first tar header;
+/// a file too short or without a canonical size there is sent in ordinary parts (the agent
+/// refuses it with the precise reason).
+fn head_entry_end(f: &mut fs_err::File, size: u64) -> Result<u64> {
+    use schemas::tar_header::{BLOCK, padding, parse};
+    let mut header = [0u8; BLOCK];
+    if size < BLOCK as u64 {
+        return Ok(size);
+    }
+    f.seek(SeekFrom::Start(0))?;
+    f.read_exact(&mut header)?;
+    Ok(match parse(&header).size {
+        Some(n) if n <= schemas::head::MAX_HEAD_BYTES => (BLOCK as u64 + n + padding(n)).min(size),
+        _ => PART.min(size),
+    })
 }

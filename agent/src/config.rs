@@ -20,15 +20,99 @@ pub struct AgentConfig {
     pub tokens: TokensConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The cluster the release engine manages. Absent: the agent only imports bundles.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsConfig {
-    /// PEM certificate chain (a mounted Secret's `tls.crt`).
-    pub cert_file: PathBuf,
-    /// PEM private key (a mounted Secret's `tls.key`).
-    pub key_file: PathBuf,
+pub struct KubernetesConfig {
+    /// Namespace of the agent: its `SealiftRelease`, its Lease and the Secrets variables
+    /// refer to.
+    pub namespace: String,
+    /// A kubeconfig file; default: in-cluster service account, else `KUBECONFIG`.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Overrides the bundle's namespace for the application.
+    #[serde(default)]
+    pub app_namespace: Option<String>,
+    /// How long a dead agent's operation lease blocks a new agent (`15s`); default 30s.
+    #[serde(default = "default_lease")]
+    pub lease_duration: String,
+    /// Longest wait for one wave to become ready; default 10m.
+    #[serde(default = "default_wave_timeout")]
+    pub wave_timeout: String,
+    /// Interval between readiness checks; default 1s.
+    #[serde(default = "default_poll")]
+    pub poll_interval: String,
+    /// URL step Jobs reach the agent at (`SEALIFT_AGENT_URL`).
+    #[serde(default)]
+    pub agent_url: Option<String>,
+}
+
+fn default_lease() -> String {
+    "30s".to_owned()
+}
+fn default_wave_timeout() -> String {
+    "10m".to_owned()
+}
+fn default_poll() -> String {
+    "1s".to_owned()
+}
+
+/// Where the listener's certificate comes from: files (`{certFile, keyFile}`), or a Secret
+/// the agent fills with a self-signed CA and server certificate at first start
+/// (`{selfSigned: {secret: NAME}}`, needs `kubernetes`; see `tls_bootstrap`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawTlsConfig")]
+pub enum TlsConfig {
+    Files {
+        /// PEM certificate chain (a mounted Secret's `tls.crt`).
+        cert_file: PathBuf,
+        /// PEM private key (a mounted Secret's `tls.key`).
+        key_file: PathBuf,
+    },
+    SelfSigned(SelfSignedTls),
+}
+
+/// `tls.selfSigned`: the Secret (in `kubernetes.namespace`) holding `tls.crt`, `tls.key` and
+/// `ca.crt`; created at first start when missing, reused as it is afterwards.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SelfSignedTls {
+    /// Name of the Secret.
+    pub secret: String,
+    /// DNS names and IP addresses the server certificate is issued for; default:
+    /// `localhost`, `127.0.0.1`, and `sealift-agent` and its `.NAMESPACE`, `.NAMESPACE.svc`
+    /// and `.NAMESPACE.svc.cluster.local` forms.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// `tls` as written; [`TlsConfig`] is its checked form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTlsConfig {
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    self_signed: Option<SelfSignedTls>,
+}
+
+impl TryFrom<RawTlsConfig> for TlsConfig {
+    type Error = String;
+
+    fn try_from(raw: RawTlsConfig) -> Result<Self, String> {
+        match (raw.cert_file, raw.key_file, raw.self_signed) {
+            (Some(cert_file), Some(key_file), None) => Ok(Self::Files { cert_file, key_file }),
+            (None, None, Some(s)) => Ok(Self::SelfSigned(s)),
+            (_, _, Some(_)) => Err("`tls.selfSigned` excludes certFile and keyFile".into()),
+            _ => Err("`tls` needs certFile and keyFile together, or selfSigned: {secret: NAME}".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +163,20 @@ pub struct RegistryConfig {
     /// Allow plain HTTP to the registry.
     #[serde(default)]
     pub insecure: bool,
+    /// Host (and port) the cluster's nodes pull from; default: the host of `url`.
+    #[serde(default)]
+    pub pull_host: Option<String>,
+}
+
+impl RegistryConfig {
+    /// The host nodes pull images from.
+    pub fn pull_host(&self) -> String {
+        if let Some(h) = &self.pull_host {
+            return h.clone();
+        }
+        let rest = self.url.split_once("://").map(|(_, r)| r).unwrap_or(&self.url);
+        rest.trim_end_matches('/').to_owned()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +256,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// A duration (`500ms`, `30s`, `10m`, `1h`) in seconds.
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse::<f64>()
+            .map(|v| v / 1000.0)
+            .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s or 10m"));
+    }
+    schemas::timestamp::parse_duration(text)
+        .map(|s| s as f64)
+        .map_err(|e| e.to_string())
+}
+
 /// A config error naming the key.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {problem}")]
@@ -191,9 +302,9 @@ impl AgentConfig {
         };
         fix(&mut cfg.store.dir);
         fix(&mut cfg.trust.root);
-        if let Some(t) = cfg.tls.as_mut() {
-            fix(&mut t.cert_file);
-            fix(&mut t.key_file);
+        if let Some(TlsConfig::Files { cert_file, key_file }) = cfg.tls.as_mut() {
+            fix(cert_file);
+            fix(key_file);
         }
         if let Some(p) = cfg.registry.password_file.as_mut() {
             fix(p);
@@ -244,6 +355,32 @@ impl AgentConfig {
                     &format!("tokens.{}.tokenFile", t.name),
                     format!("{} does not exist", t.token_file.display()),
                 ));
+            }
+        }
+        if let Some(k) = cfg.kubernetes.as_mut() {
+            if let Some(p) = k.kubeconfig.as_mut() {
+                fix(p);
+            }
+            for (key, value) in [
+                ("kubernetes.leaseDuration", &k.lease_duration),
+                ("kubernetes.waveTimeout", &k.wave_timeout),
+                ("kubernetes.pollInterval", &k.poll_interval),
+            ] {
+                parse_seconds(value).map_err(|problem| err(key, problem))?;
+            }
+            if k.namespace.is_empty() {
+                return Err(err("kubernetes.namespace", "must not be empty".into()));
+            }
+        }
+        if let Some(TlsConfig::SelfSigned(s)) = &cfg.tls {
+            if cfg.kubernetes.is_none() {
+                return Err(err(
+                    "tls.selfSigned",
+                    "needs the kubernetes section: the certificate is kept in a Secret of kubernetes.namespace".into(),
+                ));
+            }
+            if s.secret.is_empty() {
+                return Err(err("tls.selfSigned.secret", "must not be empty".into()));
             }
         }
         if cfg.store.max_bytes.0 == 0 {

@@ -90,6 +90,10 @@ pub struct UploadRecord {
     pub created: Timestamp,
     pub token: String,
     pub options: ImportOptions,
+    /// The bundle's size as the client declared it: once that many bytes arrived, an archive
+    /// that has not ended is truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
     /// The last verified entry boundary (bytes of the data file that count).
     pub committed: u64,
     /// Manifest index of the next entry at `committed` (absent before the head verified).
@@ -114,14 +118,21 @@ pub struct Importer {
     data: PathBuf,
     offset: u64,
     head: Option<VerifiedHead>,
+    /// The version of a head whose signatures verified, even when a check after that
+    /// (policy, replay, space) refused it: refusals are audited with it.
+    version: Option<String>,
     blobs: BTreeMap<Digest, BlobLocation>,
     events: Vec<Event>,
 }
 
 impl Importer {
     /// Starts an import writing to `data` through `sink` (the file, or a test's failing writer).
+    ///
+    /// The parser checks the head's integrity and signatures only; the policy (product,
+    /// minSequence, clock, expiry) is checked here right after, at the same point, so that a
+    /// refusal knows which version it refused.
     pub fn new(ctx: ImportContext, data: PathBuf, sink: Box<dyn Write + Send>) -> Self {
-        let reader = BundleReader::new(ctx.state.trusted_roots(), ctx.policy());
+        let reader = BundleReader::new(ctx.state.trusted_roots(), Policy::integrity_only());
         Self {
             ctx,
             reader,
@@ -129,6 +140,7 @@ impl Importer {
             data,
             offset: 0,
             head: None,
+            version: None,
             blobs: BTreeMap::new(),
             events: Vec::new(),
         }
@@ -155,6 +167,7 @@ impl Importer {
             sink,
             data,
             offset: record.committed,
+            version: head.as_ref().map(|h| h.manifest().version.to_string()),
             head,
             blobs: record.blobs.clone(),
             events: Vec::new(),
@@ -175,6 +188,11 @@ impl Importer {
         self.head.as_ref()
     }
 
+    /// The version the head names, once its signatures verified (also after a refusal).
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
     pub fn blobs(&self) -> &BTreeMap<Digest, BlobLocation> {
         &self.blobs
     }
@@ -190,6 +208,8 @@ impl Importer {
         for event in self.events.drain(..) {
             match event {
                 Event::HeadVerified(head) => {
+                    self.version = Some(head.manifest().version.to_string());
+                    self.ctx.policy().check(head.manifest())?;
                     self.ctx.check_replay(&head)?;
                     store.check_space(archive_size(&head))?;
                     self.head = Some(*head);
@@ -197,6 +217,18 @@ impl Importer {
                 Event::EntryStarted { path, size, offset, .. } => {
                     if let Some(d) = path.blob_digest() {
                         self.blobs.insert(d, BlobLocation { offset, size });
+                    }
+                }
+                // Metadata entries are checked one by one as `verify` checks them together
+                // (the OCI layout files against the manifest, the JSON strictly): an upload
+                // resumed after a restart keeps none of them.
+                Event::EntryVerified {
+                    path,
+                    content: Some(content),
+                    ..
+                } => {
+                    if let Some(head) = &self.head {
+                        schemas::verified::check_metadata_entry(head.manifest(), path.as_str(), content)?;
                     }
                 }
                 Event::EntryVerified { .. } | Event::Finished => {}
@@ -207,6 +239,12 @@ impl Importer {
             .map_err(|source| ImportRefusal::Write { source })?;
         self.offset += bytes.len() as u64;
         Ok(())
+    }
+
+    /// The input ended (a file on the agent's volume was read to its end): refuses an archive
+    /// that has not ended, naming where it stops.
+    pub fn end_of_input(&self) -> Result<(), ImportRefusal> {
+        Ok(self.reader.finish()?)
     }
 
     /// Makes the bytes written so far durable.

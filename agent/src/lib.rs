@@ -10,8 +10,11 @@ pub mod import;
 pub mod persist;
 pub mod refusal;
 pub mod registry;
+pub mod release;
+pub mod release_view;
 pub mod service;
 pub mod store;
+pub mod tls_bootstrap;
 pub mod trust_state;
 
 /// An error and its causes on one line.

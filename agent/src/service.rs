@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use schemas::{Digest, Timestamp};
+use schemas::{Digest, Timestamp, VerifiedHead};
 use serde::Serialize;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -12,7 +12,7 @@ use crate::config::AgentConfig;
 use crate::import::{ImportContext, ImportOptions, Importer, UploadRecord, Verified, open_data};
 use crate::persist;
 use crate::refusal::ImportRefusal;
-use crate::registry::{BlobSource, PushProgress, RegistryTarget, push_images};
+use crate::registry::{BlobSource, PushError, PushProgress, RegistryTarget, push_images};
 use crate::store::{Store, StoredBundle, head_file};
 use crate::trust_state::TrustState;
 
@@ -22,6 +22,30 @@ pub const UPLOAD_TTL_SECONDS: i64 = 24 * 3600;
 const CHECKPOINT_EVERY: u64 = 64 << 20;
 /// Parallel blob uploads to the registry.
 const PUSH_PARALLELISM: usize = 4;
+
+/// What arrived of a bundle whose head verified.
+enum Arrived {
+    /// The whole archive, verified.
+    Whole(Verified),
+    /// Only the head (and how many bytes were received): the store holds the identity.
+    Head(VerifiedHead, u64),
+}
+
+/// Where an upload stands (`GET /api/v1/uploads/{id}`, and the answer to each part).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadStatus {
+    pub id: String,
+    /// Bytes received: where the next part starts.
+    pub offset: u64,
+    /// The bundle's identity, once its head verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The store already holds this identity intact: commit now, without the rest.
+    pub stored: bool,
+}
 
 /// Who is calling, from their bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +70,9 @@ pub struct ImportSummary {
     pub identity: Digest,
     pub signers: Vec<String>,
     pub size: u64,
+    /// Bytes of the bundle this import received: all of them, or only the head when the
+    /// store already held the identity.
+    pub bytes_received: u64,
     pub images: Vec<String>,
     pub already_imported: bool,
     pub restore_only: bool,
@@ -66,6 +93,23 @@ pub struct PushSummary {
     pub error: Option<String>,
 }
 
+/// A stored bundle with an entry whose bytes no longer match the digest the manifest gives
+/// it. The bundle is marked corrupt; no manifest or tag of it was pushed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stored bundle {version} ({identity}) is corrupt: entry {entry} (expected {expected}) {problem}; it is marked corrupt and no manifest or tag of it was pushed"
+)]
+pub struct CorruptCopy {
+    pub version: String,
+    pub identity: Digest,
+    /// `blobs/sha256/<hex>`.
+    pub entry: String,
+    /// The digest the manifest gives the entry.
+    pub expected: Digest,
+    /// `hashes to sha256:…` or `cannot be read: …`.
+    pub problem: String,
+}
+
 /// An operation's failure as the API reports it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -77,6 +121,10 @@ pub enum ServiceError {
     WrongOffset { given: u64, expected: u64 },
     #[error("upload {0} is not complete: the archive has not ended")]
     Incomplete(String),
+    /// Staging the images of a stored bundle found an entry whose bytes no longer match the
+    /// digest the manifest gives it.
+    #[error(transparent)]
+    StoredCorrupt(Box<CorruptCopy>),
     #[error("{0}")]
     Internal(String),
 }
@@ -88,6 +136,7 @@ impl ServiceError {
             ServiceError::NoSuchUpload(_) => "no_such_upload",
             ServiceError::WrongOffset { .. } => "wrong_offset",
             ServiceError::Incomplete(_) => "incomplete",
+            ServiceError::StoredCorrupt(_) => "stored_bundle_corrupt",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -258,6 +307,7 @@ impl Agent {
             created: self.now(),
             token: caller.name.clone(),
             options,
+            size,
             committed: 0,
             next_entry: None,
             blobs: Default::default(),
@@ -344,9 +394,9 @@ impl Agent {
             });
         }
         if let Err(r) = s.importer.push(bytes, &self.store) {
+            let version = s.importer.version().map(str::to_owned);
             drop(s);
             self.discard(id);
-            let version = None;
             self.record(
                 &caller.name,
                 "import",
@@ -397,39 +447,83 @@ impl Agent {
         }
     }
 
-    /// Completes an upload: the archive must have ended; then it is committed.
+    /// Completes an upload. Normally the archive must have ended; an upload that holds only
+    /// a verified head completes too when the store already holds that identity intact (the
+    /// client asked first and sent no body): its images are staged from the stored copy.
     pub async fn commit_upload(&self, caller: &Caller, id: &str) -> Result<ImportSummary, ServiceError> {
         let session = self.session(id)?;
-        let (verified, options) = {
+        let (arrived, options, version) = {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-            if !s.importer.is_finished() {
-                return Err(ServiceError::Incomplete(id.to_owned()));
+            let options = s.record.options;
+            let version = s.importer.version().map(str::to_owned);
+            if s.importer.is_finished() {
+                let placeholder = Importer::new(self.context(options), PathBuf::new(), Box::new(std::io::sink()));
+                let importer = std::mem::replace(&mut s.importer, placeholder);
+                (
+                    importer.finish().map(Arrived::Whole).map_err(ServiceError::Refused),
+                    options,
+                    version,
+                )
+            } else {
+                match s.importer.head() {
+                    Some(head) if self.holds_intact(&head.identity()) => {
+                        let received = s.importer.offset();
+                        (Ok(Arrived::Head(head.clone(), received)), options, version)
+                    }
+                    // Every declared byte arrived and the archive has not ended: truncated.
+                    _ if s.record.size == Some(s.importer.offset()) => {
+                        let refusal = s
+                            .importer
+                            .end_of_input()
+                            .err()
+                            .map_or_else(|| ServiceError::Incomplete(id.to_owned()), ServiceError::Refused);
+                        (Err(refusal), options, version)
+                    }
+                    _ => return Err(ServiceError::Incomplete(id.to_owned())),
+                }
             }
-            let placeholder = Importer::new(
-                self.context(s.record.options),
-                PathBuf::new(),
-                Box::new(std::io::sink()),
-            );
-            let importer = std::mem::replace(&mut s.importer, placeholder);
-            (importer.finish(), s.record.options)
         };
         self.uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-        let result = match verified {
-            Ok(v) => self.commit_verified(caller, v, options).await,
-            Err(r) => Err(r.into()),
+        let result = match arrived {
+            Ok(a) => self.commit(caller, a, options).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = &result {
+            let message = match e {
+                ServiceError::Refused(r) => r.full_message(),
+                other => other.to_string(),
+            };
             self.record(
                 &caller.name,
                 "import",
-                None,
+                version,
                 "refused",
                 Some(e.code()),
-                Some(e.to_string()),
+                Some(message),
             );
         }
         let _ = fs_err::remove_dir_all(self.upload_dir(id));
         result
+    }
+
+    /// Where an upload stands: its length, and once its head verified, the identity and
+    /// whether the store already holds it intact (then the rest need not be sent).
+    pub fn upload_status(&self, id: &str) -> Result<UploadStatus, ServiceError> {
+        let s = self.session(id)?;
+        let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        let identity = s.importer.head().map(VerifiedHead::identity);
+        Ok(UploadStatus {
+            id: id.to_owned(),
+            offset: s.importer.offset(),
+            identity,
+            version: s.importer.version().map(str::to_owned),
+            stored: identity.is_some_and(|i| self.holds_intact(&i)),
+        })
+    }
+
+    /// Whether the store holds `identity` and it was not found corrupt.
+    fn holds_intact(&self, identity: &Digest) -> bool {
+        self.store.get(identity).is_some_and(|b| b.corrupt.is_none())
     }
 
     /// Imports a file already on the agent's volume, copying it into the store while verifying.
@@ -456,17 +550,24 @@ impl Agent {
                     source,
                 })?;
                 if n == 0 {
-                    return Ok(());
+                    // The whole file is here: it must be the whole archive.
+                    return s.importer.end_of_input();
                 }
                 s.importer.push(&buf[..n], agent_store)?;
             }
         });
         if let Err(r) = result {
+            let version = session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .importer
+                .version()
+                .map(str::to_owned);
             self.discard(&id);
             self.record(
                 &caller.name,
                 "import",
-                None,
+                version,
                 "refused",
                 Some(r.code()),
                 Some(r.full_message()),
@@ -476,55 +577,170 @@ impl Agent {
         self.commit_upload(caller, &id).await
     }
 
-    async fn commit_verified(
+    /// Commits what arrived of a bundle whose head verified. A new identity (or one whose
+    /// stored copy was found corrupt, which the new copy replaces) is moved into the store, the
+    /// trust state accepted, then its images pushed. An identity the store holds intact is not
+    /// stored again: its images are staged from the stored copy first, and only then is the
+    /// head accepted, so a stored copy found corrupt refuses the import and changes nothing
+    /// but its own `corrupt` mark.
+    async fn commit(
         &self,
         caller: &Caller,
-        v: Verified,
+        arrived: Arrived,
         options: ImportOptions,
     ) -> Result<ImportSummary, ServiceError> {
         let _guard = self.commit_lock.lock().await;
         let ctx = self.context(options);
-        ctx.check_replay(&v.head)?;
+        let head = match &arrived {
+            Arrived::Whole(v) => &v.head,
+            Arrived::Head(h, _) => h,
+        };
+        ctx.check_replay(head)?;
+        let identity = head.identity();
+        let stored = self.store.get(&identity);
+        match (arrived, stored) {
+            (arrived, Some(stored)) if stored.corrupt.is_none() => {
+                let (head, received) = match arrived {
+                    Arrived::Whole(v) => {
+                        let _ = fs_err::remove_file(&v.data);
+                        (v.head, v.size)
+                    }
+                    Arrived::Head(h, received) => (h, received),
+                };
+                self.restage(caller, head, stored, received, options).await
+            }
+            (Arrived::Whole(v), stored) => self.commit_new(caller, v, stored, options).await,
+            (Arrived::Head(..), _) => Err(ServiceError::Internal(format!(
+                "bundle {identity} is not stored intact: send the whole bundle"
+            ))),
+        }
+    }
+
+    /// An identity the store holds intact, imported again: stage its images from the stored
+    /// copy (idempotent: present blobs are not sent again), then accept the head.
+    async fn restage(
+        &self,
+        caller: &Caller,
+        head: VerifiedHead,
+        stored: StoredBundle,
+        received: u64,
+        options: ImportOptions,
+    ) -> Result<ImportSummary, ServiceError> {
+        let m = head.manifest().clone();
+        let identity = head.identity();
+        let pushed = self.push(&m, &identity).await?;
+        self.accept(&head, options)?;
+        self.record_admitted(caller, &m, options);
+        self.record(
+            &caller.name,
+            "import",
+            Some(m.version.to_string()),
+            "ok",
+            None,
+            Some(format!(
+                "{identity} sequence {} (already imported; {received} of {} bytes received)",
+                m.sequence, stored.size
+            )),
+        );
+        Ok(self.summary(&head, stored.size, received, true, pushed))
+    }
+
+    /// A verified bundle the store does not hold intact: into the store, trust accepted,
+    /// images pushed.
+    async fn commit_new(
+        &self,
+        caller: &Caller,
+        v: Verified,
+        replaces: Option<StoredBundle>,
+        options: ImportOptions,
+    ) -> Result<ImportSummary, ServiceError> {
         let m = v.head.manifest().clone();
         let identity = v.head.identity();
         let version = m.version.to_string();
-        let signers: Vec<String> = v.head.signers().iter().map(ToString::to_string).collect();
-        let images: Vec<String> = m.images.iter().map(|i| i.name.to_string()).collect();
-        let already = self.store.get(&identity).is_some();
-        if already {
-            let _ = fs_err::remove_file(&v.data);
-        } else {
-            let bundle = StoredBundle {
-                identity,
-                product: m.product.to_string(),
-                version: version.clone(),
-                sequence: m.sequence,
-                size: v.size,
-                created: m.created,
-                expires: m.expires,
-                imported_at: self.now(),
-                signers: signers.clone(),
-                root_version: v.head.root_version(),
-                images: images.clone(),
-                pins: Default::default(),
-                restore_only: options.for_restore && self.now() >= m.expires,
-                corrupt: None,
-                blobs: v.blobs.clone(),
-                head_entry_file: head_file(&identity),
-            };
-            self.store
-                .commit(&v.data, v.head.entry(), bundle)
-                .map_err(|source| ImportRefusal::Write { source })?;
+        let bundle = StoredBundle {
+            identity,
+            product: m.product.to_string(),
+            version: version.clone(),
+            sequence: m.sequence,
+            size: v.size,
+            created: m.created,
+            expires: m.expires,
+            imported_at: self.now(),
+            signers: v.head.signers().iter().map(ToString::to_string).collect(),
+            root_version: v.head.root_version(),
+            images: m.images.iter().map(|i| i.name.to_string()).collect(),
+            // A corrupt copy being replaced keeps what it was pinned for.
+            pins: replaces.as_ref().map(|b| b.pins.clone()).unwrap_or_default(),
+            restore_only: options.for_restore && self.now() >= m.expires,
+            corrupt: None,
+            blobs: v.blobs.clone(),
+            head_entry_file: head_file(&identity),
+        };
+        self.store
+            .commit(&v.data, v.head.entry(), bundle)
+            .map_err(|source| ImportRefusal::Write { source })?;
+        self.accept(&v.head, options)?;
+        self.record_admitted(caller, &m, options);
+        if let Some(old) = &replaces {
+            self.record(
+                &caller.name,
+                "import",
+                Some(version.clone()),
+                "warning",
+                Some("repaired"),
+                Some(format!(
+                    "the stored copy of {identity} was corrupt ({}); replaced by this verified copy",
+                    old.corrupt.as_deref().unwrap_or("")
+                )),
+            );
         }
-        if !options.for_restore {
-            let next = {
-                let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.accept(&v.head, self.now())
-            };
-            persist::write_json(&self.store.dir().join("trust.json"), &next).map_err(internal)?;
-            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        self.record(
+            &caller.name,
+            "import",
+            Some(version),
+            "ok",
+            None,
+            Some(format!("{identity} sequence {}", m.sequence)),
+        );
+        // A copy found corrupt right after its verification (a failing disk) stays stored,
+        // marked corrupt; the push failure is reported, the import stands.
+        let pushed = match self.push(&m, &identity).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(
+                    "-",
+                    "push",
+                    Some(m.version.to_string()),
+                    "failed",
+                    Some(e.code()),
+                    Some(e.to_string()),
+                );
+                PushSummary {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(self.summary(&v.head, v.size, v.size, false, pushed))
+    }
+
+    /// Moves the trust state forward with `head` (not for a restore target).
+    fn accept(&self, head: &VerifiedHead, options: ImportOptions) -> Result<(), ServiceError> {
+        if options.for_restore {
+            return Ok(());
         }
-        let restore_only = self.store.get(&identity).is_some_and(|b| b.restore_only);
+        let next = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.accept(head, self.now())
+        };
+        persist::write_json(&self.store.dir().join("trust.json"), &next).map_err(internal)?;
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Audits the opt-outs an import was admitted under.
+    fn record_admitted(&self, caller: &Caller, m: &schemas::Manifest, options: ImportOptions) {
+        let version = m.version.to_string();
         if options.allow_older {
             self.record(
                 &caller.name,
@@ -539,48 +755,49 @@ impl Agent {
             self.record(
                 &caller.name,
                 "import",
-                Some(version.clone()),
+                Some(version),
                 "warning",
                 Some("for_restore"),
                 Some("admitted as a restore target".into()),
             );
         }
-        self.record(
-            &caller.name,
-            "import",
-            Some(version.clone()),
-            "ok",
-            None,
-            Some(format!(
-                "{identity} sequence {}{}",
-                m.sequence,
-                if already { " (already imported)" } else { "" }
-            )),
-        );
-        let started = std::time::Instant::now();
-        let mut pushed = self.push(&m, &identity).await;
-        pushed.seconds = started.elapsed().as_secs_f64();
+    }
+
+    fn summary(
+        &self,
+        head: &VerifiedHead,
+        size: u64,
+        received: u64,
+        already: bool,
+        pushed: PushSummary,
+    ) -> ImportSummary {
         if let Err(e) = self.store.apply_retention(self.config.retention.keep) {
             tracing::warn!("retention failed: {e}");
         }
-        Ok(ImportSummary {
+        let m = head.manifest();
+        let identity = head.identity();
+        ImportSummary {
             product: m.product.to_string(),
-            version,
+            version: m.version.to_string(),
             sequence: m.sequence,
             identity,
-            signers,
-            size: v.size,
-            images,
+            signers: head.signers().iter().map(ToString::to_string).collect(),
+            size,
+            bytes_received: received,
+            images: m.images.iter().map(|i| i.name.to_string()).collect(),
             already_imported: already,
-            restore_only,
+            restore_only: self.store.get(&identity).is_some_and(|b| b.restore_only),
             pushed,
-        })
+        }
     }
 
-    /// Loads the bundle's images into the configured registry (staging at import).
-    async fn push(&self, m: &schemas::Manifest, identity: &Digest) -> PushSummary {
+    /// Loads the bundle's images into the configured registry (staging at import), reading
+    /// every blob from the stored copy. A failure of the registry is reported in the summary
+    /// (and audited); an entry of the stored copy that no longer matches its digest marks the
+    /// bundle corrupt and is returned as [`ServiceError::StoredCorrupt`].
+    pub async fn push(&self, m: &schemas::Manifest, identity: &Digest) -> Result<PushSummary, ServiceError> {
         let Some(stored) = self.store.get(identity) else {
-            return PushSummary::default();
+            return Ok(PushSummary::default());
         };
         let file = self.store.path_of(identity);
         let blobs = stored
@@ -600,30 +817,40 @@ impl Agent {
         let target = match self.registry_target() {
             Ok(t) => t,
             Err(e) => {
-                return PushSummary {
+                return Ok(PushSummary {
                     error: Some(e),
                     ..Default::default()
-                };
+                });
             }
         };
-        match push_images(&target, &m.images, &blobs, PUSH_PARALLELISM, self.push_progress.clone()).await {
-            Ok(r) => PushSummary {
+        let started = std::time::Instant::now();
+        let result = push_images(&target, &m.images, &blobs, PUSH_PARALLELISM, self.push_progress.clone()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(r) => Ok(PushSummary {
                 blobs_uploaded: r.blobs_uploaded,
                 blobs_skipped: r.blobs_skipped,
                 bytes_uploaded: r.bytes_uploaded,
                 manifests_pushed: r.manifests_pushed,
                 tags_pushed: r.tags_pushed,
-                seconds: 0.0,
+                seconds,
                 error: None,
-            },
+            }),
             Err(e) => {
-                let msg = crate::error_chain(&e);
-                if let Some(entry) = e.corrupt_entry() {
-                    let reason = format!("entry {entry} no longer matches its digest");
+                if let Some((entry, expected, problem)) = corrupt_entry(&e) {
+                    let reason = format!("entry {entry} (expected {expected}) {problem}");
                     if let Err(io) = self.store.mark_corrupt(identity, reason) {
                         tracing::error!("cannot mark bundle {identity} corrupt: {io}");
                     }
+                    return Err(ServiceError::StoredCorrupt(Box::new(CorruptCopy {
+                        version: m.version.to_string(),
+                        identity: *identity,
+                        entry,
+                        expected,
+                        problem,
+                    })));
                 }
+                let msg = crate::error_chain(&e);
                 self.record(
                     "-",
                     "push",
@@ -632,10 +859,11 @@ impl Agent {
                     Some("push_failed"),
                     Some(msg.clone()),
                 );
-                PushSummary {
+                Ok(PushSummary {
+                    seconds,
                     error: Some(msg),
                     ..Default::default()
-                }
+                })
             }
         }
     }
@@ -656,6 +884,35 @@ impl Agent {
             ca_pem: r.ca_file.clone(),
             insecure_http: r.insecure,
         })
+    }
+}
+
+/// The stored entry a push found corrupt or unreadable: (entry, the digest the manifest gives
+/// it, what is wrong).
+fn corrupt_entry(e: &PushError) -> Option<(String, Digest, String)> {
+    match e {
+        PushError::CorruptEntry {
+            entry,
+            expected,
+            actual,
+            ..
+        } => Some((entry.clone(), *expected, format!("hashes to {actual}"))),
+        PushError::ReadEntry {
+            entry,
+            offset,
+            end,
+            source,
+            ..
+        } => {
+            let hex = entry.strip_prefix("blobs/sha256/")?;
+            let expected = format!("sha256:{hex}").parse::<Digest>().ok()?;
+            Some((
+                entry.clone(),
+                expected,
+                format!("cannot be read (bytes {offset}..{end}): {source}"),
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -208,6 +208,24 @@ impl Store {
         Ok(())
     }
 
+    /// Moves the release engine's `current` and `previous` pins (other pins stay).
+    pub fn set_release_pins(&self, current: Option<Digest>, previous: Option<Digest>) -> std::io::Result<()> {
+        let mut index = self.lock();
+        let mut next = index.clone();
+        for b in next.iter_mut() {
+            b.pins.remove("current");
+            b.pins.remove("previous");
+            if Some(b.identity) == current {
+                b.pins.insert("current".to_owned());
+            } else if Some(b.identity) == previous {
+                b.pins.insert("previous".to_owned());
+            }
+        }
+        persist::write_json(&self.dir.join("index.json"), &next)?;
+        *index = next;
+        Ok(())
+    }
+
     /// Marks a stored bundle corrupt, naming the entry whose bytes no longer match.
     pub fn mark_corrupt(&self, identity: &Digest, reason: String) -> std::io::Result<()> {
         let mut index = self.lock();

@@ -10,6 +10,7 @@ use schemas::entry::{
 };
 use schemas::head::Head;
 use schemas::manifest::{ChartInfo, EntryRecord, ImageRecord, Manifest, SCHEMA_VERSION};
+use schemas::spec::ImageLocation;
 use schemas::writer::{Content, EntrySource};
 use schemas::{Digest, ProductName, Timestamp, oci};
 
@@ -25,6 +26,8 @@ pub struct Release {
     pub created: Timestamp,
     pub expires: Timestamp,
     pub chart: ChartInfo,
+    /// The spec's extra image locations, signed so the agent rewrites them.
+    pub image_locations: Vec<ImageLocation>,
 }
 
 /// The metadata entries' bytes.
@@ -113,6 +116,7 @@ pub fn assemble(
         chart: release.chart,
         entries,
         images: records,
+        image_locations: release.image_locations,
     };
     schemas::layout::check(&manifest).context("the bundle the bundler laid out is inconsistent")?;
     Ok(Assembled {
@@ -162,4 +166,61 @@ pub fn write_atomically(out: &Path, write: impl FnOnce(&mut std::fs::File) -> Re
         .with_context(|| format!("cannot write {}", out.display()))?;
     fs_err::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release(image_locations: Vec<ImageLocation>) -> Release {
+        Release {
+            product: "acme".parse().unwrap(),
+            version: semver::Version::new(1, 0, 0),
+            sequence: 1,
+            min_sequence: 0,
+            created: Timestamp::from_unix(1_767_225_600).unwrap(),
+            expires: Timestamp::from_unix(1_767_225_600 + 86_400).unwrap(),
+            chart: ChartInfo {
+                name: "acme".into(),
+                version: "1.0.0".into(),
+                app_version: None,
+                release_name: "acme".into(),
+                namespace: "acme".into(),
+                kube_version: "v1.33.0".into(),
+                api_versions: vec![],
+                helm_version: "test".into(),
+            },
+            image_locations,
+        }
+    }
+
+    fn meta() -> MetadataBytes {
+        MetadataBytes {
+            chart: b"chart".to_vec(),
+            render: b"render".to_vec(),
+            variables: b"{}".to_vec(),
+            migrations: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn image_locations_are_signed_only_when_the_spec_has_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path()).unwrap();
+        let none = assemble(release(vec![]), meta(), &[], &cache).unwrap();
+        let payload = String::from_utf8(none.manifest.to_payload()).unwrap();
+        assert!(!payload.contains("imageLocations"), "{payload}");
+
+        let location = ImageLocation {
+            api_version: Some("db.example.com/v1".into()),
+            kind: "Database".into(),
+            pointers: vec!["/spec/image".into()],
+            arg_patterns: vec![],
+            env_patterns: vec![],
+        };
+        let some = assemble(release(vec![location.clone()]), meta(), &[], &cache).unwrap();
+        let payload = some.manifest.to_payload();
+        assert_eq!(Manifest::parse(&payload).unwrap().image_locations, vec![location]);
+        assert!(String::from_utf8(payload).unwrap().contains("\"imageLocations\""));
+    }
 }

@@ -74,6 +74,21 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// Stdout was closed by its reader (`… | head -1`): the program stops writing and exits 0
+/// without an error message, as `cat` or `rg` do.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
+/// The error of a write to stdout: [`StdoutClosed`] for a broken pipe, else the I/O error.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("cannot write to stdout")
+    }
+}
+
 /// Prints `error: …`, each cause, then any `hint:` lines.
 pub fn print_error(err: &anyhow::Error) {
     let mut hints = Vec::new();
@@ -111,6 +126,7 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => Exit::Ok.into(),
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => Exit::Ok.into(),
         Err(e) => {
             print_error(&e);
             Exit::Failed.into()

@@ -26,6 +26,6 @@ pub use manifest::Manifest;
 pub use names::{Digest, ImageName, ProductName};
 pub use policy::Policy;
 pub use reader::{BundleReader, Checkpoint, Event};
-pub use refusal::Refusal;
+pub use refusal::{Refusal, RefusalKind};
 pub use timestamp::Timestamp;
 pub use verified::{VerifiedBundle, VerifiedHead, VerifyError, verify_file};

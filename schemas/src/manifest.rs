@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::EntryPath;
 use crate::names::{Digest, ImageName, ProductName, RepositoryPath};
+use crate::spec::ImageLocation;
 use crate::timestamp::Timestamp;
 
 /// The only manifest schema this reader knows. Any schema change is a new format.
@@ -31,6 +32,11 @@ pub struct Manifest {
     pub entries: Vec<EntryRecord>,
     /// Every image, in the order their blobs appear.
     pub images: Vec<ImageRecord>,
+    /// Where else images appear in the render (operator custom resources), from the build
+    /// spec; the agent rewrites them like pod images. Absent when empty, so bundles without
+    /// locations keep the bytes they had before the field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_locations: Vec<ImageLocation>,
 }
 
 /// The chart as Helm rendered it; its own versions are recorded, never used for ordering.

@@ -5,7 +5,12 @@ use crate::timestamp::Timestamp;
 
 /// The one reason a bundle was refused. Every check in the reader and the policy ends
 /// in exactly one of these; `code()` is the machine-readable form used by the API.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(RefusalKind),
+    derive(strum::EnumIter, Hash),
+    doc = "Which reason, without its details: every kind is enumerable (`RefusalKind::iter()`), so tests can prove each one is covered."
+)]
 pub enum Refusal {
     #[error("file ends at byte {offset} inside {context}")]
     Truncated { offset: u64, context: String },
@@ -102,38 +107,45 @@ pub enum Refusal {
     },
 }
 
+impl RefusalKind {
+    /// A stable, machine-readable code for the reason.
+    pub fn code(self) -> &'static str {
+        match self {
+            RefusalKind::Truncated => "truncated",
+            RefusalKind::NotRegularFile => "not_regular_file",
+            RefusalKind::UnsafePath => "unsafe_path",
+            RefusalKind::UnexpectedEntry => "unexpected_entry",
+            RefusalKind::EntrySizeMismatch => "entry_size_mismatch",
+            RefusalKind::NonCanonicalHeader => "non_canonical_header",
+            RefusalKind::HeaderChecksum => "header_checksum",
+            RefusalKind::HeadTooLarge => "head_too_large",
+            RefusalKind::HeadMalformed => "head_malformed",
+            RefusalKind::HeadNotCanonical => "head_not_canonical",
+            RefusalKind::HeadPadding => "head_padding",
+            RefusalKind::Envelope => "envelope_invalid",
+            RefusalKind::RootChain => "root_chain_untrusted",
+            RefusalKind::ReleaseSignatures => "release_signatures_untrusted",
+            RefusalKind::Manifest => "manifest_invalid",
+            RefusalKind::ManifestInconsistent => "manifest_inconsistent",
+            RefusalKind::DigestMismatch => "digest_mismatch",
+            RefusalKind::NonZeroPadding => "non_zero_padding",
+            RefusalKind::EndBlock => "end_block_not_zero",
+            RefusalKind::TrailingData => "trailing_data",
+            RefusalKind::MetadataTooLarge => "metadata_too_large",
+            RefusalKind::MetadataInvalid => "metadata_invalid",
+            RefusalKind::WrongProduct => "wrong_product",
+            RefusalKind::BelowMinSequence => "below_min_sequence",
+            RefusalKind::Expired => "expired",
+            RefusalKind::CreatedInFuture => "created_in_future",
+            RefusalKind::ClockBehindFloor => "clock_behind_floor",
+        }
+    }
+}
+
 impl Refusal {
     /// A stable, machine-readable code for the reason.
     pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::Truncated { .. } => "truncated",
-            Refusal::NotRegularFile { .. } => "not_regular_file",
-            Refusal::UnsafePath { .. } => "unsafe_path",
-            Refusal::UnexpectedEntry { .. } => "unexpected_entry",
-            Refusal::EntrySizeMismatch { .. } => "entry_size_mismatch",
-            Refusal::NonCanonicalHeader { .. } => "non_canonical_header",
-            Refusal::HeaderChecksum { .. } => "header_checksum",
-            Refusal::HeadTooLarge { .. } => "head_too_large",
-            Refusal::HeadMalformed { .. } => "head_malformed",
-            Refusal::HeadNotCanonical { .. } => "head_not_canonical",
-            Refusal::HeadPadding { .. } => "head_padding",
-            Refusal::Envelope { .. } => "envelope_invalid",
-            Refusal::RootChain { .. } => "root_chain_untrusted",
-            Refusal::ReleaseSignatures { .. } => "release_signatures_untrusted",
-            Refusal::Manifest { .. } => "manifest_invalid",
-            Refusal::ManifestInconsistent { .. } => "manifest_inconsistent",
-            Refusal::DigestMismatch { .. } => "digest_mismatch",
-            Refusal::NonZeroPadding { .. } => "non_zero_padding",
-            Refusal::EndBlock { .. } => "end_block_not_zero",
-            Refusal::TrailingData { .. } => "trailing_data",
-            Refusal::MetadataTooLarge { .. } => "metadata_too_large",
-            Refusal::MetadataInvalid { .. } => "metadata_invalid",
-            Refusal::WrongProduct { .. } => "wrong_product",
-            Refusal::BelowMinSequence { .. } => "below_min_sequence",
-            Refusal::Expired { .. } => "expired",
-            Refusal::CreatedInFuture { .. } => "created_in_future",
-            Refusal::ClockBehindFloor { .. } => "clock_behind_floor",
-        }
+        RefusalKind::from(self).code()
     }
 
     /// The message with its causes, on one line.

@@ -111,7 +111,8 @@ pub enum SlotForm {
     Whole,
     /// The value appears inside a string scalar, possibly several times.
     Substring {
-        /// The scalar's text with each occurrence replaced by `{}`; `{{` escapes a brace.
+        /// The scalar's text with each occurrence of a value written `${name}` (`${namespace}`
+        /// for the namespace) and every other `$` doubled (`$$`).
         template: String,
     },
 }

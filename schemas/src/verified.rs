@@ -147,33 +147,42 @@ impl MetadataCollector {
             path: path.to_owned(),
             reason: "not read".into(),
         };
-        let render = String::from_utf8(self.render.ok_or_else(|| missing(RENDER_PATH))?).map_err(|_| {
-            Refusal::MetadataInvalid {
-                path: RENDER_PATH.into(),
-                reason: "not UTF-8".into(),
-            }
-        })?;
-        let variables =
-            serde_json::from_slice(&self.variables.ok_or_else(|| missing(VARIABLES_PATH))?).map_err(|e| {
-                Refusal::MetadataInvalid {
-                    path: VARIABLES_PATH.into(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let migrations =
-            serde_json::from_slice(&self.migrations.ok_or_else(|| missing(MIGRATIONS_PATH))?).map_err(|e| {
-                Refusal::MetadataInvalid {
-                    path: MIGRATIONS_PATH.into(),
-                    reason: e.to_string(),
-                }
-            })?;
         Ok(Metadata {
+            render: parse_render(self.render.ok_or_else(|| missing(RENDER_PATH))?)?,
+            variables: parse_json(VARIABLES_PATH, &self.variables.ok_or_else(|| missing(VARIABLES_PATH))?)?,
+            migrations: parse_json(
+                MIGRATIONS_PATH,
+                &self.migrations.ok_or_else(|| missing(MIGRATIONS_PATH))?,
+            )?,
             chart: self.chart.ok_or_else(|| missing(CHART_PATH))?,
-            render,
-            variables,
-            migrations,
         })
     }
+}
+
+/// Checks one metadata entry on its own, as [`MetadataCollector`] does over all of them: the
+/// OCI layout files against the manifest, the render as UTF-8, variables and migrations
+/// parsed strictly. For readers that keep no entry (the agent's resumable upload).
+pub fn check_metadata_entry(manifest: &Manifest, path: &str, content: Vec<u8>) -> Result<(), Refusal> {
+    match path {
+        RENDER_PATH => parse_render(content).map(drop),
+        VARIABLES_PATH => parse_json::<Variables>(path, &content).map(drop),
+        MIGRATIONS_PATH => parse_json::<Migrations>(path, &content).map(drop),
+        _ => MetadataCollector::default().take(manifest, path, content),
+    }
+}
+
+fn parse_render(content: Vec<u8>) -> Result<String, Refusal> {
+    String::from_utf8(content).map_err(|_| Refusal::MetadataInvalid {
+        path: RENDER_PATH.into(),
+        reason: "not UTF-8".into(),
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &str, content: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(content).map_err(|e| Refusal::MetadataInvalid {
+        path: path.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// A bundle file every byte of which verified. The only way to read bundle contents.

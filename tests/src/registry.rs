@@ -14,7 +14,21 @@ use anyhow::{Context as _, Result, bail, ensure};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryAuth {
     Anonymous,
-    Htpasswd { user: String, password: String },
+    Htpasswd {
+        user: String,
+        password: String,
+    },
+    /// `auth.token`: clients get bearer tokens from `realm` (a token server the test runs)
+    /// with basic `user`/`password`; the registry checks their signature against
+    /// `root_cert_bundle` and their `service` and `issuer` claims.
+    Token {
+        user: String,
+        password: String,
+        realm: String,
+        service: String,
+        issuer: String,
+        root_cert_bundle: PathBuf,
+    },
 }
 
 /// What kind of registry to start.
@@ -117,11 +131,13 @@ impl Registry {
         self.options.tls.then(|| self.dir.path().join("certs"))
     }
 
-    /// `(user, password)` for htpasswd registries.
+    /// `(user, password)` for htpasswd registries, and the token server's for token ones.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         match &self.options.auth {
             RegistryAuth::Anonymous => None,
-            RegistryAuth::Htpasswd { user, password } => Some((user, password)),
+            RegistryAuth::Htpasswd { user, password } | RegistryAuth::Token { user, password, .. } => {
+                Some((user, password))
+            }
         }
     }
 
@@ -260,10 +276,21 @@ impl Registry {
                 "  tls:\n    certificate: {d}/tls/server.crt\n    key: {d}/tls/server.key\n"
             ));
         }
-        if let RegistryAuth::Htpasswd { .. } = self.options.auth {
-            y.push_str(&format!(
+        match &self.options.auth {
+            RegistryAuth::Anonymous => {}
+            RegistryAuth::Htpasswd { .. } => y.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: sealift-test\n    path: {d}/htpasswd\n"
-            ));
+            )),
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                root_cert_bundle,
+                ..
+            } => y.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                root_cert_bundle.display()
+            )),
         }
         y
     }

@@ -15,6 +15,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod release;
+
 use crate::import::ImportOptions;
 use crate::service::{Agent, Caller, ServiceError};
 
@@ -62,6 +64,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::WrongOffset { expected, .. } => (StatusCode::CONFLICT, json!({ "expectedOffset": expected })),
             ServiceError::NoSuchUpload(_) => (StatusCode::NOT_FOUND, json!({})),
             ServiceError::Incomplete(_) => (StatusCode::CONFLICT, json!({})),
+            ServiceError::StoredCorrupt(c) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "identity": c.identity, "entry": c.entry, "expected": c.expected }),
+            ),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, json!({})),
         };
         let message = match &e {
@@ -215,10 +221,10 @@ async fn put_part(
         let _ = tx.send(buf).await;
     }
     drop(tx);
-    let offset = worker
+    worker
         .await
         .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))??;
-    Ok(Json(json!({ "id": id, "offset": offset })).into_response())
+    Ok(Json(agent.upload_status(&id)?).into_response())
 }
 
 async fn get_upload(
@@ -227,8 +233,7 @@ async fn get_upload(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller(&agent, &headers, "upload", false)?;
-    let offset = agent.upload_offset(&id)?;
-    Ok(Json(json!({ "id": id, "offset": offset })).into_response())
+    Ok(Json(agent.upload_status(&id)?).into_response())
 }
 
 async fn delete_upload(

@@ -44,7 +44,7 @@ pub enum PushError {
     MissingBlob { image: ImageName, digest: Digest },
     /// A bundle entry whose bytes do not hash to its digest. The caller marks the stored
     /// bundle corrupt; nothing of it was committed to the registry.
-    #[error("bundle entry {entry} in {file} is corrupt: its content hashes to {actual}")]
+    #[error("bundle entry {entry} in {file} is corrupt: expected {expected}, its content hashes to {actual}")]
     CorruptEntry {
         entry: String,
         file: PathBuf,

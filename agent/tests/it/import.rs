@@ -12,21 +12,21 @@ use tests::oci_fixtures::skopeo_inspect_raw;
 use tests::registry::{Registry, RegistryOptions};
 use tests::sample;
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const VIEWER: &str = "viewer-token-0123456789abcdef";
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
 /// SOURCE_DATE_EPOCH of test bundles: 2026-01-01.
-const CREATED: i64 = 1_767_225_600;
+pub(crate) const CREATED: i64 = 1_767_225_600;
 
 /// Keys, roots, a registry with the sample images, and bundles built from them.
-struct Vendor {
-    dir: tempfile::TempDir,
-    registry: Registry,
-    release_key: PathBuf,
-    roots: PathBuf,
+pub(crate) struct Vendor {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) registry: Registry,
+    pub(crate) release_key: PathBuf,
+    pub(crate) roots: PathBuf,
 }
 
 impl Vendor {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::start(RegistryOptions::default()).unwrap();
         sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
@@ -48,12 +48,18 @@ impl Vendor {
     }
 
     /// Builds sample-app `version` with `sequence` (and extra args) into a bundle file.
-    fn build(&self, version: &str, sequence: u64, extra: &[&str]) -> PathBuf {
+    pub(crate) fn build(&self, version: &str, sequence: u64, extra: &[&str]) -> PathBuf {
         let out = self.dir.path().join(format!("sample-app-{version}-{sequence}.sealift"));
+        self.build_spec(&sample::sample_spec(version), &out, version, sequence, extra);
+        out
+    }
+
+    /// Builds the spec `spec` as `version` with `sequence` (and extra args) into `out`.
+    pub(crate) fn build_spec(&self, spec: &Path, out: &Path, version: &str, sequence: u64, extra: &[&str]) {
         let mut argv = vec![
             "sealift-bundler".to_owned(),
             "build".to_owned(),
-            sample::sample_spec(version).display().to_string(),
+            spec.display().to_string(),
             "--version".into(),
             version.into(),
             "--sequence".into(),
@@ -82,20 +88,19 @@ impl Vendor {
             .join()
             .unwrap()
             .unwrap();
-        out
     }
 }
 
 /// A running agent on loopback with its own store and target registry.
-struct RunningAgent {
-    dir: tempfile::TempDir,
-    agent: Arc<Agent>,
-    url: String,
-    target: Registry,
-    _server: tokio::task::JoinHandle<()>,
+pub(crate) struct RunningAgent {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) url: String,
+    pub(crate) target: Registry,
+    pub(crate) _server: tokio::task::JoinHandle<()>,
 }
 
-fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, product: &str, max_bytes: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, product: &str, max_bytes: &str) -> PathBuf {
     std::fs::write(dir.join("admin.token"), ADMIN).unwrap();
     std::fs::write(dir.join("viewer.token"), VIEWER).unwrap();
     std::fs::copy(vendor.roots.join("1.root.json"), dir.join("root.json")).unwrap();
@@ -108,7 +113,7 @@ fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, product: &str, m
     path
 }
 
-async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> RunningAgent {
+pub(crate) async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> RunningAgent {
     let cfg = AgentConfig::load(&dir.path().join("agent.yaml")).unwrap();
     let agent = Arc::new(Agent::open_with_clock(cfg, Box::new(move || Timestamp::from_unix(now).unwrap())).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -126,7 +131,7 @@ async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> R
     }
 }
 
-async fn start_agent(vendor: &Vendor, product: &str, max_bytes: &str, now: i64) -> RunningAgent {
+pub(crate) async fn start_agent(vendor: &Vendor, product: &str, max_bytes: &str, now: i64) -> RunningAgent {
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     write_config(dir.path(), vendor, &target, product, max_bytes);
@@ -134,7 +139,7 @@ async fn start_agent(vendor: &Vendor, product: &str, max_bytes: &str, now: i64) 
 }
 
 /// Runs `sealift-agent import …` against the agent.
-async fn cli_import(a: &RunningAgent, file: &Path, token: &str, extra: &[&str]) -> std::process::Output {
+pub(crate) async fn cli_import(a: &RunningAgent, file: &Path, token: &str, extra: &[&str]) -> std::process::Output {
     let (url, file, token) = (a.url.clone(), file.to_owned(), token.to_owned());
     let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
@@ -152,15 +157,15 @@ async fn cli_import(a: &RunningAgent, file: &Path, token: &str, extra: &[&str]) 
 
 /// Everything a refusal must leave unchanged.
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot {
-    trust: Vec<u8>,
-    index: Vec<u8>,
-    bundles: Vec<String>,
-    uploads: Vec<String>,
-    registry: Vec<String>,
+pub(crate) struct Snapshot {
+    pub(crate) trust: Vec<u8>,
+    pub(crate) index: Vec<u8>,
+    pub(crate) bundles: Vec<String>,
+    pub(crate) uploads: Vec<String>,
+    pub(crate) registry: Vec<String>,
 }
 
-fn list(dir: &Path) -> Vec<String> {
+pub(crate) fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|r| {
             r.flatten()
@@ -173,7 +178,7 @@ fn list(dir: &Path) -> Vec<String> {
 }
 
 /// Repositories, tags and manifest revisions in the registry's storage.
-fn registry_state(r: &Registry) -> Vec<String> {
+pub(crate) fn registry_state(r: &Registry) -> Vec<String> {
     let root = r.storage_dir();
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(&root).sort_by_file_name().into_iter().flatten() {
@@ -185,7 +190,7 @@ fn registry_state(r: &Registry) -> Vec<String> {
     out
 }
 
-fn snapshot(a: &RunningAgent) -> Snapshot {
+pub(crate) fn snapshot(a: &RunningAgent) -> Snapshot {
     let store = a.dir.path().join("store");
     Snapshot {
         trust: std::fs::read(store.join("trust.json")).unwrap_or_default(),
@@ -196,16 +201,16 @@ fn snapshot(a: &RunningAgent) -> Snapshot {
     }
 }
 
-fn last_audit(a: &RunningAgent) -> agent::audit::AuditRecord {
+pub(crate) fn last_audit(a: &RunningAgent) -> agent::audit::AuditRecord {
     a.agent.audit.read().unwrap().pop().expect("an audit record")
 }
 
-fn stderr(o: &std::process::Output) -> String {
+pub(crate) fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// 2026-03-01: after the test bundles' creation, before their expiry.
-const NOW: i64 = CREATED + 59 * 86_400;
+pub(crate) const NOW: i64 = CREATED + 59 * 86_400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_sample_app_and_loads_every_image_into_the_registry() {
@@ -304,11 +309,14 @@ async fn refusals_name_the_reason_and_change_nothing() {
     // Same version, lower sequence: a replayed older build.
     let older = vendor.build("1.0.0", 4, &[]);
     assert_refused(&a, &older, &[], "older_build", "already accepted with sequence 5").await;
+    // The head verified before the refusal: the audit record names its version.
+    assert_eq!(last_audit(&a).version.as_deref(), Some("1.0.0"));
     // Raising minSequence revokes lower builds.
     let v2 = vendor.build("2.0.0", 10, &["--min-sequence", "9"]);
     assert!(cli_import(&a, &v2, ADMIN, &[]).await.status.success());
     let revoked = vendor.build("2.0.0", 8, &[]);
     assert_refused(&a, &revoked, &[], "below_min_sequence", "below the minimum sequence 9").await;
+    assert_eq!(last_audit(&a).version.as_deref(), Some("2.0.0"));
     // --allow-older admits it, audited as a warning.
     let out = cli_import(&a, &older, ADMIN, &["--allow-older"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -325,8 +333,13 @@ async fn refusals_name_the_reason_and_change_nothing() {
     let stranger = Vendor::new();
     let foreign = stranger.build("3.0.0", 20, &[]);
     assert_refused(&a, &foreign, &[], "root_chain_untrusted", "root chain is not trusted").await;
+    // Its head did not verify: no version is claimed for it.
+    assert_eq!(last_audit(&a).version, None);
 
-    // 100 random byte flips.
+    // 100 random byte flips, into an agent that does not hold the bundle: the whole file is
+    // sent and verified. (An agent holding its identity takes only the head, whose every
+    // byte still counts: see `restage.rs`.)
+    let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let bytes = std::fs::read(&v1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut seed = 0x5eed_u64;
@@ -339,7 +352,7 @@ async fn refusals_name_the_reason_and_change_nothing() {
         std::fs::write(&f, &m).unwrap();
         let before = snapshot(&a);
         let out = cli_import(&a, &f, ADMIN, &[]).await;
-        // The same bundle bytes are already imported; a flipped byte must never be accepted.
+        // A flipped byte must never be accepted.
         assert_eq!(out.status.code(), Some(1), "flip at {at} accepted");
         assert_eq!(snapshot(&a), before, "flip at {at} changed state");
         assert_eq!(last_audit(&a).outcome, "refused");
@@ -353,6 +366,7 @@ async fn clock_product_and_space_refusals() {
     // Expired: the clock is past the install window.
     let a = start_agent(&vendor, "sample-app", "10Gi", CREATED + 31 * 86_400).await;
     assert_refused(&a, &v1, &[], "expired", "expired at").await;
+    assert_eq!(last_audit(&a).version.as_deref(), Some("1.0.0"));
     // ...but admitted as a restore target.
     let out = cli_import(&a, &v1, ADMIN, &["--for-restore"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -758,48 +772,48 @@ async fn an_expired_bundle_is_refused_for_import_while_a_stored_one_stays_listed
 /// A loopback TCP proxy that cuts the first connection after `cut` bytes from the client,
 /// then forwards every later connection whole.
 async fn flaky_proxy(upstream: String, cut: usize) -> String {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Bytes sent to the agent over all connections; the connection that carries byte `cut`
+    // is dropped mid-request, once.
+    let total = Arc::new(AtomicUsize::new(0));
+    let broken = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
-        let mut first = true;
         loop {
-            let Ok((mut client, _)) = listener.accept().await else {
+            let Ok((client, _)) = listener.accept().await else {
                 return;
             };
-            let upstream = upstream.clone();
-            let limit = if std::mem::take(&mut first) { Some(cut) } else { None };
+            let (upstream, total, broken) = (upstream.clone(), total.clone(), broken.clone());
             tokio::spawn(async move {
-                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     return;
                 };
-                match limit {
-                    None => {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                let (mut client_r, mut client_w) = client.into_split();
+                let (mut server_r, mut server_w) = server.into_split();
+                let back = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+                });
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let Ok(n) = client_r.read(&mut buf).await else { break };
+                    if n == 0 {
+                        break;
                     }
-                    Some(limit) => {
-                        let (mut client_r, mut client_w) = client.into_split();
-                        let (mut server_r, mut server_w) = server.into_split();
-                        let back = tokio::spawn(async move {
-                            let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
-                        });
-                        let mut sent = 0;
-                        let mut buf = vec![0u8; 8192];
-                        while sent < limit {
-                            let Ok(n) = client_r.read(&mut buf).await else { break };
-                            if n == 0 {
-                                break;
-                            }
-                            let n = n.min(limit - sent);
-                            if server_w.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                            sent += n;
-                        }
-                        back.abort();
+                    let before = total.fetch_add(n, Ordering::SeqCst);
+                    if before + n >= cut && !broken.swap(true, Ordering::SeqCst) {
+                        let keep = cut.saturating_sub(before);
+                        let _ = server_w.write_all(&buf[..keep]).await;
                         // Drop both sides mid-request: the client sees a broken connection.
+                        back.abort();
+                        return;
+                    }
+                    if server_w.write_all(&buf[..n]).await.is_err() {
+                        break;
                     }
                 }
+                let _ = back.await;
             });
         }
     });
@@ -812,7 +826,7 @@ async fn the_import_command_resumes_after_a_broken_connection() {
     let v1 = vendor.build("1.0.0", 1, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let upstream = a.url.trim_start_matches("http://").to_owned();
-    // The client's first connection carries the POST and the first PUT; it breaks 100 KB in.
+    // The connection carrying the 100,000th byte sent breaks mid-request.
     let proxy = flaky_proxy(upstream, 100_000).await;
     let out = tokio::task::spawn_blocking({
         let (proxy, v1) = (proxy.clone(), v1.clone());

@@ -3,5 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod deploy;
 mod import;
 mod push;
+mod refusals;
+mod release;
+mod restage;
+mod tls;

@@ -554,7 +554,7 @@ async fn resumes_after_the_registry_dies_without_resending_committed_blobs() {
 /// A bearer-token registry: `distribution` with `auth.token`, and a token server on loopback
 /// that checks basic credentials and signs RS256 JWTs with a key made by the `openssl` CLI.
 mod token_auth {
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     use std::sync::atomic::AtomicUsize;
 
     use axum::extract::{Query, State};
@@ -573,21 +573,6 @@ mod token_auth {
         dir: PathBuf,
         issued: AtomicUsize,
         refused: AtomicUsize,
-    }
-
-    /// A registry process killed on drop.
-    struct TokenRegistry {
-        child: Child,
-        addr: String,
-        log: PathBuf,
-        conf: PathBuf,
-    }
-
-    impl Drop for TokenRegistry {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 
     fn openssl(args: &[&str]) {
@@ -662,88 +647,6 @@ mod token_auth {
         Ok(axum::Json(serde_json::json!({ "token": jwt, "expires_in": 300 })))
     }
 
-    fn start_registry(dir: &std::path::Path, realm: &str) -> TokenRegistry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("config.yml");
-        let d = dir.display();
-        fs_err::create_dir_all(dir.join("storage")).unwrap();
-        fs_err::write(
-            &conf,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  formatter: text\n\
-                 storage:\n  filesystem:\n    rootdirectory: {d}/storage\n\
-                 http:\n  addr: 127.0.0.1:{port}\n  secret: sealift-token-test\n\
-                 auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {d}/token.crt\n"
-            ),
-        )
-        .unwrap();
-        let log = dir.join("registry.log");
-        let out = fs_err::File::create(&log).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.file().try_clone().unwrap()))
-            .stderr(Stdio::from(out.into_parts().0))
-            .spawn()
-            .unwrap();
-        let registry = TokenRegistry {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-            log,
-            conf: dir.join("registries.conf"),
-        };
-        fs_err::write(&registry.conf, "").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = Command::new("curl")
-                .args([
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "--noproxy",
-                    "*",
-                    "--max-time",
-                    "2",
-                ])
-                .arg(format!("http://{}/v2/", registry.addr))
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&status.stdout).trim() == "401" {
-                return registry;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "registry did not start: {}",
-                fs_err::read_to_string(&registry.log).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn skopeo_raw(registry: &TokenRegistry, reference: &str) -> Vec<u8> {
-        let out = Command::new("skopeo")
-            .args(["--insecure-policy", "inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("--creds={USER}:{PASSWORD}"))
-            .arg(format!("docker://{}/{reference}", registry.addr))
-            .env("CONTAINERS_REGISTRIES_CONF", &registry.conf)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo inspect {reference}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pushes_with_bearer_tokens_from_the_registry_token_server() {
         let dir = tempfile::tempdir().unwrap();
@@ -775,16 +678,22 @@ mod token_auth {
             .route("/token", axum::routing::get(token))
             .with_state(server.clone());
         let serving = tokio::spawn(async move { axum::serve(listener, app).await });
-        let registry = start_registry(dir.path(), &realm);
+        let registry = Registry::start(RegistryOptions {
+            auth: RegistryAuth::Token {
+                user: USER.into(),
+                password: PASSWORD.into(),
+                realm,
+                service: SERVICE.into(),
+                issuer: ISSUER.into(),
+                root_cert_bundle: crt.clone(),
+            },
+            tls: false,
+        })
+        .unwrap();
 
         let bundle = TestBundle::new(&sample_images());
-        let target = RegistryTarget {
-            url: format!("http://{}", registry.addr),
-            path_prefix: None,
-            credentials: Some((USER.into(), PASSWORD.into())),
-            ca_pem: None,
-            insecure_http: true,
-        };
+        let target = target_for(&registry);
+        assert_eq!(target.credentials, Some((USER.into(), PASSWORD.into())));
         let mut wrong = target.clone();
         wrong.credentials = Some((USER.into(), "wrong".into()));
         let err = push(&wrong, &bundle).await.unwrap_err();
@@ -811,9 +720,10 @@ mod token_auth {
         for image in &bundle.images {
             let digests = std::iter::once(image.digest).chain(image.platforms.iter().map(|p| p.digest));
             for d in digests {
-                assert_eq!(Digest::of(&skopeo_raw(&registry, &format!("{}@{d}", image.target))), d);
+                let raw = skopeo_inspect_raw(&registry, &format!("{}@{d}", image.target)).unwrap();
+                assert_eq!(Digest::of(&raw), d);
             }
-            let tagged = skopeo_raw(&registry, &format!("{}:{}", image.target, image.tags[0]));
+            let tagged = skopeo_inspect_raw(&registry, &format!("{}:{}", image.target, image.tags[0])).unwrap();
             assert_eq!(Digest::of(&tagged), image.digest);
         }
         let again = push(&target, &bundle).await.unwrap();

@@ -469,6 +469,7 @@ pub fn run_at(args: Args, source_date_epoch: Option<&str>) -> Result<()> {
             api_versions: r.spec.chart.api_versions.clone(),
             helm_version: r.helm.version()?,
         },
+        image_locations: r.spec.image_locations.clone(),
     };
     let mut bundle = assemble::assemble(release, metadata, &images, &cache)?;
     bundle.sign(&r.roots.envelopes, &r.signers)?;
@@ -508,7 +509,7 @@ pub fn run_at(args: Args, source_date_epoch: Option<&str>) -> Result<()> {
         None => {
             let identity = schemas::Digest::of(&bundle.head.release.payload);
             match args.format {
-                crate::cmd::verify::Format::Json => println!(
+                crate::cmd::verify::Format::Json => outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "verified": false,
@@ -517,11 +518,11 @@ pub fn run_at(args: Args, source_date_epoch: Option<&str>) -> Result<()> {
                         "size": size,
                         "reason": "release threshold not met: co-sign with `sealift-bundler sign`",
                     }))?
-                ),
+                )?,
                 crate::cmd::verify::Format::Text => {
-                    println!("written {} (not yet verifiable: co-sign it)", args.out.display());
-                    println!("  identity  {identity}");
-                    println!("  size      {size} bytes");
+                    outln!("written {} (not yet verifiable: co-sign it)", args.out.display())?;
+                    outln!("  identity  {identity}")?;
+                    outln!("  size      {size} bytes")?;
                 }
             }
             Ok(())

@@ -43,8 +43,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let summary = describe(head, metadata, trust);
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        Format::Text => print_text(&summary),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&summary)?)?,
+        Format::Text => print_text(&summary)?,
     }
     Ok(())
 }
@@ -95,25 +95,25 @@ fn describe(head: &VerifiedHead, meta: &Metadata, trust: &str) -> serde_json::Va
     })
 }
 
-fn print_text(s: &serde_json::Value) {
+fn print_text(s: &serde_json::Value) -> Result<()> {
     let get = |k: &str| {
         s.get(k)
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
             .unwrap_or_default()
     };
-    println!("trust      {}", get("trust"));
-    println!("product    {}", get("product"));
-    println!(
+    outln!("trust      {}", get("trust"))?;
+    outln!("product    {}", get("product"))?;
+    outln!(
         "version    {} (sequence {}, minSequence {})",
         get("version"),
         get("sequence"),
         get("minSequence")
-    );
-    println!("identity   {}", get("identity"));
-    println!("created    {}  expires {}", get("created"), get("expires"));
-    println!("signers    {} (root version {})", get("signers"), get("rootVersion"));
+    )?;
+    outln!("identity   {}", get("identity"))?;
+    outln!("created    {}  expires {}", get("created"), get("expires"))?;
+    outln!("signers    {} (root version {})", get("signers"), get("rootVersion"))?;
     if let Some(c) = s.get("chart") {
-        println!(
+        outln!(
             "chart      {} {} (appVersion {}), release {} in namespace {}, rendered by {} for {}",
             c["name"].as_str().unwrap_or(""),
             c["version"].as_str().unwrap_or(""),
@@ -122,9 +122,9 @@ fn print_text(s: &serde_json::Value) {
             c["namespace"].as_str().unwrap_or(""),
             c["helmVersion"].as_str().unwrap_or(""),
             c["kubeVersion"].as_str().unwrap_or("")
-        );
+        )?;
     }
-    println!("images");
+    outln!("images")?;
     for i in s["images"].as_array().into_iter().flatten() {
         let platforms: Vec<&str> = i["platforms"]
             .as_array()
@@ -132,7 +132,7 @@ fn print_text(s: &serde_json::Value) {
             .flatten()
             .filter_map(|p| p["platform"].as_str())
             .collect();
-        println!(
+        outln!(
             "  {}  {}  {} bytes  {}",
             i["name"].as_str().unwrap_or(""),
             i["digest"].as_str().unwrap_or(""),
@@ -142,11 +142,11 @@ fn print_text(s: &serde_json::Value) {
             } else {
                 platforms.join(",")
             }
-        );
+        )?;
     }
-    println!("variables");
+    outln!("variables")?;
     for v in s["variables"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {} ({}){}{}{}  {} slot(s)  {}",
             v["name"].as_str().unwrap_or(""),
             v["type"].as_str().unwrap_or(""),
@@ -159,24 +159,25 @@ fn print_text(s: &serde_json::Value) {
             },
             v["slots"],
             v["description"].as_str().unwrap_or("")
-        );
+        )?;
     }
-    println!("steps");
+    outln!("steps")?;
     for st in s["steps"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {} {} ({}) image {}",
             st["id"].as_str().unwrap_or(""),
             st["kind"].as_str().unwrap_or(""),
             st["phase"].as_str().unwrap_or(""),
             st["image"].as_str().unwrap_or("")
-        );
+        )?;
     }
-    println!("upgrade    {}", s["upgradePolicy"]);
+    outln!("upgrade    {}", s["upgradePolicy"])?;
     let waves: Vec<String> = s["waves"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|w| format!("{} ({})", w["name"].as_str().unwrap_or(""), w["objects"]))
         .collect();
-    println!("waves      {}", waves.join(" → "));
+    outln!("waves      {}", waves.join(" → "))?;
+    Ok(())
 }

@@ -31,6 +31,6 @@ pub fn run(args: Args) -> Result<()> {
         files.private_key.display(),
         keys::PASSPHRASE_ENV
     );
-    println!("{}", files.keyid);
+    outln!("{}", files.keyid)?;
     Ok(())
 }

@@ -36,6 +36,6 @@ pub fn run(args: Args) -> Result<()> {
     let namespace = args
         .namespace
         .unwrap_or_else(|| metadata.variables.namespace.default.clone());
-    print!("{}", rbac::print(&rbac::roles(&docs, &args.name, &namespace))?);
+    out!("{}", rbac::print(&rbac::roles(&docs, &args.name, &namespace))?)?;
     Ok(())
 }

@@ -118,7 +118,7 @@ fn init(args: InitArgs) -> Result<()> {
         args.release_threshold,
     )
     .with_context(|| format!("cannot initialize the root directory {}", args.root_dir.display()))?;
-    wrote(&path, &doc);
+    wrote(&path, &doc)?;
     report_chain(&args.root_dir);
     Ok(())
 }
@@ -128,7 +128,7 @@ fn sign(args: SignArgs) -> Result<()> {
     let path = root_dir::sign(&args.root_dir, args.version, &signer)
         .with_context(|| format!("cannot sign a root in {}", args.root_dir.display()))?;
     tracing::info!("signed {} with key {}", path.display(), signer.key_id());
-    println!("{}", path.display());
+    outln!("{}", path.display())?;
     report_chain(&args.root_dir);
     Ok(())
 }
@@ -151,7 +151,7 @@ fn rotate(args: RotateArgs) -> Result<()> {
     }
     let (path, doc) = root_dir::rotate(&args.root_dir, root, release, &signers)
         .with_context(|| format!("cannot rotate the root in {}", args.root_dir.display()))?;
-    wrote(&path, &doc);
+    wrote(&path, &doc)?;
     report_chain(&args.root_dir);
     Ok(())
 }
@@ -172,7 +172,7 @@ fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
 }
 
 /// Logs what a new root version holds and prints its path on stdout.
-fn wrote(path: &Path, doc: &RootDocument) {
+fn wrote(path: &Path, doc: &RootDocument) -> Result<()> {
     let ids = |set: &keys::KeySet| {
         set.keys()
             .iter()
@@ -189,7 +189,8 @@ fn wrote(path: &Path, doc: &RootDocument) {
         doc.release_keys.threshold(),
         ids(&doc.release_keys)
     );
-    println!("{}", path.display());
+    outln!("{}", path.display())?;
+    Ok(())
 }
 
 /// Says whether the directory's chain verifies now: with k-of-n root keys, signatures are

@@ -49,10 +49,10 @@ pub fn run(args: Args) -> Result<()> {
         Ok(bundle) => print_summary(bundle.head(), bundle.size(), args.format, "verified", &args.file),
         Err(VerifyError::Refused(r)) => {
             if args.format == Format::Json {
-                println!(
+                outln!(
                     "{}",
                     json!({ "verified": false, "code": r.code(), "reason": r.full_message() })
-                );
+                )?;
             }
             Err(anyhow::Error::new(r)).with_context(|| format!("{} is refused", args.file.display()))
         }
@@ -86,26 +86,28 @@ pub fn print_summary(head: &VerifiedHead, size: u64, format: Format, verb: &str,
                 "size": size,
                 "images": images,
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
         Format::Text => {
-            println!("{verb} {}", path.display());
-            println!("  product   {}", m.product);
-            println!(
+            outln!("{verb} {}", path.display())?;
+            outln!("  product   {}", m.product)?;
+            outln!(
                 "  version   {} (sequence {}, minSequence {})",
-                m.version, m.sequence, m.min_sequence
-            );
-            println!("  identity  {}", head.identity());
-            println!("  created   {}  expires {}", m.created, m.expires);
-            println!(
+                m.version,
+                m.sequence,
+                m.min_sequence
+            )?;
+            outln!("  identity  {}", head.identity())?;
+            outln!("  created   {}  expires {}", m.created, m.expires)?;
+            outln!(
                 "  signers   {} (root version {})",
                 signers.join(", "),
                 head.root_version()
-            );
-            println!("  size      {size} bytes, {} entries", m.entries.len() + 1);
-            println!("  images    {}", m.images.len());
+            )?;
+            outln!("  size      {size} bytes, {} entries", m.entries.len() + 1)?;
+            outln!("  images    {}", m.images.len())?;
             for i in &m.images {
-                println!("    {} -> {}@{} ({} bytes)", i.name, i.target, i.digest, i.total_size);
+                outln!("    {} -> {}@{} ({} bytes)", i.name, i.target, i.digest, i.total_size)?;
             }
         }
     }

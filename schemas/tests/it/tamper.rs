@@ -150,6 +150,7 @@ fn parts() -> Parts {
         },
         entries,
         images: vec![image],
+        image_locations: vec![],
     };
     Parts { manifest, sources }
 }

@@ -101,7 +101,7 @@ fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
     let path = format!("{}:{}", helm_dir.display(), std::env::var("PATH").unwrap_or_default());
     let override_arg = format!("{}={}", sample::SAMPLE_IMAGE_HOST, registry.addr());
     let mut bundles = Vec::new();
-    for (i, version) in ["1.0.0", "2.0.0"].iter().enumerate() {
+    for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
         let file = out.join(format!("sample-app-{version}.sealift"));
         step(
             &format!("Build sample-app {version} (helm template ×4, images pulled through the mirror, signed)"),
@@ -124,7 +124,13 @@ fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
                 .arg(&roots)
                 .arg("--out")
                 .arg(&file)
-                .args(["--registry-override", &override_arg]),
+                .args(["--registry-override", &override_arg])
+                // 3.0.0 carries the simulator's crash-loop annotation: its upgrade fails.
+                .args(if *version == "3.0.0" {
+                    &["--allow-simulator-annotations"][..]
+                } else {
+                    &[]
+                }),
         )?;
         bundles.push(file);
     }
@@ -183,7 +189,26 @@ fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The dark cluster: an agent with its own registry imports both bundles.
+/// kubectl 1.33 beside the machine image's kubectl dispatcher, else whatever `kubectl` is.
+const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// Starts the `kubesim` binary next to the agent's; returns it and its kubeconfig path.
+fn start_simulator(agent: &Path, registry: &str) -> Result<(std::process::Child, PathBuf)> {
+    use std::io::BufRead as _;
+    let kubesim = agent.with_file_name("kubesim");
+    let mut child = Command::new(&kubesim)
+        .env("KUBESIM_REGISTRY", registry)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", kubesim.display()))?;
+    let stdout = child.stdout.take().context("kubesim stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    Ok((child, PathBuf::from(line.trim())))
+}
+
+/// The dark cluster: an agent with its own registry imports the bundles and runs upgrades
+/// against the Kubernetes API simulator.
 fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], tampered: &Path) -> Result<()> {
     println!("\n# The dark cluster: sealift-agent and the cluster's registry");
     let cluster_registry = Registry::start(RegistryOptions::default())?;
@@ -192,10 +217,30 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
     let token = "demo-admin-token-0123456789";
     fs_err::write(dir.join("admin.token"), token)?;
     fs_err::copy(roots.join("1.root.json"), dir.join("root.json"))?;
+    let (mut sim, kubeconfig) = start_simulator(agent, &cluster_registry.addr())?;
+    let kubectl = if Path::new(KUBECTL_133).exists() {
+        KUBECTL_133
+    } else {
+        "kubectl"
+    };
+    let namespace = out.join("namespace.yaml");
+    fs_err::write(
+        &namespace,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: sealift-system\n",
+    )?;
+    step(
+        "A Kubernetes cluster (the project's API simulator) with the agent's namespace",
+        Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["apply", "--server-side", "-f"])
+            .arg(&namespace),
+    )?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let config = format!(
-        "listen: 127.0.0.1:{port}\nstore: {{dir: store, maxBytes: 10Gi, reserveBytes: 0}}\ntrust: {{root: root.json, product: sample-app}}\nregistry: {{url: \"http://{}\", insecure: true}}\ntokens: {{admin: [{{name: admin, tokenFile: admin.token}}]}}\n",
-        cluster_registry.addr()
+        "listen: 127.0.0.1:{port}\nstore: {{dir: store, maxBytes: 10Gi, reserveBytes: 0}}\ntrust: {{root: root.json, product: sample-app}}\nregistry: {{url: \"http://{}\", insecure: true}}\ntokens: {{admin: [{{name: admin, tokenFile: admin.token}}]}}\nkubernetes: {{namespace: sealift-system, kubeconfig: {}, leaseDuration: 10s, waveTimeout: 2m, pollInterval: 250ms}}\n",
+        cluster_registry.addr(),
+        kubeconfig.display()
     );
     fs_err::write(dir.join("agent.yaml"), &config)?;
     println!("agent.yaml:\n{config}");
@@ -213,6 +258,14 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        println!("\n## A tampered bundle is refused by the agent too, and nothing changes");
+        let refused = Command::new(agent)
+            .arg("import")
+            .arg(tampered)
+            .args(["--server", &url, "--token", token])
+            .output()?;
+        eprint!("{}", String::from_utf8_lossy(&refused.stderr));
+        ensure!(refused.status.code() == Some(1), "the agent accepted a tampered bundle");
         for b in bundles {
             step(
                 "The admin imports a bundle (resumable upload, verified as it arrives, images pushed)",
@@ -226,14 +279,6 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
             "Imported versions, newest first",
             Command::new(agent).args(["versions", "--server", &url, "--token", token]),
         )?;
-        println!("\n## The tampered bundle is refused by the agent too, and nothing changes");
-        let refused = Command::new(agent)
-            .arg("import")
-            .arg(tampered)
-            .args(["--server", &url, "--token", token])
-            .output()?;
-        eprint!("{}", String::from_utf8_lossy(&refused.stderr));
-        ensure!(refused.status.code() == Some(1), "the agent accepted a tampered bundle");
         step(
             "The audit log",
             Command::new(agent).args(["audit", "--server", &url, "--token", token]),
@@ -244,10 +289,50 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
             schemas::Digest::of(&raw),
             raw.len()
         );
+        let remote = ["--server", url.as_str(), "--token", token];
+        step(
+            "Install 1.0.0 from nothing (the admin types the version)",
+            Command::new(agent).args(["upgrade", "1.0.0", "--wait"]).args(remote),
+        )?;
+        step(
+            "Upgrade to 2.0.0 (pre-upgrade migration Job, waves, prune)",
+            Command::new(agent).args(["upgrade", "2.0.0", "--wait"]).args(remote),
+        )?;
+        println!("\n## Upgrade to 3.0.0, whose web pods crash-loop: it fails fast and rolls back by itself");
+        let failed = Command::new(agent)
+            .args(["upgrade", "3.0.0", "--wait"])
+            .args(remote)
+            .output()?;
+        print!("{}", String::from_utf8_lossy(&failed.stdout));
+        eprint!("{}", String::from_utf8_lossy(&failed.stderr));
+        ensure!(failed.status.code() == Some(1), "the failing upgrade reported success");
+        step("Status", Command::new(agent).arg("status").args(remote))?;
+        step("History", Command::new(agent).arg("history").args(remote))?;
+        step(
+            "The real kubectl against the cluster",
+            Command::new(kubectl).arg("--kubeconfig").arg(&kubeconfig).args([
+                "get",
+                "sealiftreleases",
+                "-n",
+                "sealift-system",
+            ]),
+        )?;
+        step(
+            "",
+            Command::new(kubectl).arg("--kubeconfig").arg(&kubeconfig).args([
+                "get",
+                "deployments,statefulsets,jobs",
+                "-n",
+                "sample",
+            ]),
+        )?;
         Ok(())
     })();
     let _ = server.kill();
     let _ = server.wait();
+    // SIGTERM lets the simulator remove its kubeconfig directory.
+    let _ = Command::new("kill").arg(sim.id().to_string()).status();
+    let _ = sim.wait();
     result
 }
 
@@ -352,6 +437,7 @@ fn sparse_bundle(out: &Path, bytes: u64, key: &Path, roots: &Path) -> Result<()>
         },
         entries: records,
         images: vec![image],
+        image_locations: vec![],
     };
     let mut release = keys::Envelope::new(keys::MANIFEST_PAYLOAD_TYPE, manifest.to_payload());
     release.sign(&key)?;

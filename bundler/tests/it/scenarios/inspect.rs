@@ -236,3 +236,45 @@ fn rbac_prints_the_role_and_cluster_role_the_bundle_needs() {
     assert_eq!(docs[0]["metadata"]["namespace"], "shop");
     assert_eq!(docs[3]["subjects"][0]["namespace"], "shop");
 }
+
+/// `inspect FILE | head -1`: a reader that closes the pipe early ends the program quietly,
+/// for every output form (text, JSON, rbac) — exit 0, nothing on stderr, no panic.
+#[test]
+fn a_closed_stdout_ends_inspect_quietly() {
+    let file = tests::sample::repo_root().join("testdata/format-1/sample-app-1.0.0.sealift");
+    let forms: [&[&str]; 3] = [&["inspect"], &["inspect", "--format", "json"], &["rbac"]];
+    for args in forms {
+        // The pipe's reader is gone before the program writes its first byte: the first write
+        // fails with EPIPE every time, not only when the output outgrows the pipe buffer.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bundler_cmd()
+            .args(args)
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+
+    // The shell pipeline itself, under pipefail.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -o pipefail; "$0" inspect "$1" | head -1"#)
+        .arg(bin())
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "trust      UNTRUSTED (no root given)\n"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

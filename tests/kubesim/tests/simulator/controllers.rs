@@ -12,12 +12,12 @@ use kube::runtime::wait::await_condition;
 use kubesim::{AccessRule, RegistryConfig, SimConfig};
 use serde_json::{Value, json};
 
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryAuth, RegistryOptions, push_image, start_registry, start_registry_with};
 use crate::start_with;
 
 fn config(registry: &Registry) -> SimConfig {
     SimConfig {
-        registry: Some(RegistryConfig::plain(&registry.host)),
+        registry: Some(RegistryConfig::plain(&registry.addr())),
         ..SimConfig::default()
     }
 }
@@ -69,9 +69,9 @@ fn available_and_observed(d: &Deployment) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployments_become_available_and_roll_out_new_templates() {
-    let registry = Registry::start();
-    let v1 = registry.push_image("acme/web", "1");
-    let v2 = registry.push_image("acme/web", "2");
+    let registry = start_registry();
+    let v1 = push_image(&registry, "acme/web", "1");
+    let v2 = push_image(&registry, "acme/web", "2");
     let (_sim, client) = start_with(config(&registry)).await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
@@ -124,12 +124,12 @@ async fn deployments_become_available_and_roll_out_new_templates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_and_foreign_images_fail_with_err_image_pull_and_the_deadline_passes() {
-    let registry = Registry::start();
+    let registry = start_registry();
     let (_sim, client) = start_with(config(&registry)).await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let pp = PatchParams::apply("sealift");
-    let missing = format!("{}/acme/absent:9", registry.host);
+    let missing = format!("{}/acme/absent:9", registry.addr());
     deploys
         .patch(
             "missing",
@@ -197,8 +197,8 @@ async fn missing_and_foreign_images_fail_with_err_image_pull_and_the_deadline_pa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_injection_annotations_shape_pod_status() {
-    let registry = Registry::start();
-    let image = registry.push_image("acme/web", "1");
+    let registry = start_registry();
+    let image = push_image(&registry, "acme/web", "1");
     let (_sim, client) = start_with(config(&registry)).await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client, "default");
@@ -312,8 +312,8 @@ async fn job_log(client: &kube::Client, job_name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_complete_fail_with_injected_exit_codes_and_run_local_commands() {
-    let registry = Registry::start();
-    let image = registry.push_image("acme/migrate", "1");
+    let registry = start_registry();
+    let image = push_image(&registry, "acme/migrate", "1");
     let (_sim, client) = start_with(config(&registry)).await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let pp = PatchParams::apply("sealift");
@@ -416,8 +416,8 @@ async fn jobs_complete_fail_with_injected_exit_codes_and_run_local_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulsets_start_ordinals_in_order_with_bound_claims() {
-    let registry = Registry::start();
-    let image = registry.push_image("acme/db", "1");
+    let registry = start_registry();
+    let image = push_image(&registry, "acme/db", "1");
     let (_sim, client) = start_with(config(&registry)).await;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     let sts = json!({
@@ -576,10 +576,16 @@ async fn snapshot_diff_reports_exactly_what_changed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_use_the_registry_ca_and_credentials() {
-    let mut registry = Registry::start();
-    let image = registry.push_image("acme/web", "1");
-    let ca = registry.restart_secure("sealift", "s3cret");
-    let secure = RegistryConfig::plain(&registry.host).with_tls(&ca);
+    let registry = start_registry_with(RegistryOptions {
+        auth: RegistryAuth::Htpasswd {
+            user: "sealift".into(),
+            password: "s3cret".into(),
+        },
+        tls: true,
+    });
+    let image = push_image(&registry, "acme/web", "1");
+    let ca = registry.ca_pem_path().expect("a TLS registry has a CA");
+    let secure = RegistryConfig::plain(&registry.addr()).with_tls(&ca);
 
     let (_sim, client) = start_with(SimConfig {
         registry: Some(secure.clone().with_basic_auth("sealift", "s3cret")),
@@ -606,7 +612,7 @@ async fn pulls_use_the_registry_ca_and_credentials() {
     );
     let wrong_ca = kubesim::images::pull(
         Some(
-            &RegistryConfig::plain(&registry.host)
+            &RegistryConfig::plain(&registry.addr())
                 .with_tls(std::path::Path::new("/etc/ssl/certs/ca-certificates.crt"))
                 .with_basic_auth("sealift", "s3cret"),
         ),
@@ -619,15 +625,15 @@ async fn pulls_use_the_registry_ca_and_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_follow_the_configured_time_scale() {
-    let registry = Registry::start();
-    let image = registry.push_image("acme/migrate", "1");
+    let registry = start_registry();
+    let image = push_image(&registry, "acme/migrate", "1");
     let (_sim, client) = start_with(SimConfig {
         time_scale: 0.005,
         ..config(&registry)
     })
     .await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let missing = format!("{}/acme/absent:1", registry.host);
+    let missing = format!("{}/acme/absent:1", registry.addr());
     // 600 simulated seconds pass in 3 real ones.
     deploys
         .patch(

@@ -205,10 +205,10 @@ async fn kubectl_shows_crd_printer_columns_and_waits_for_conditions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_waits_for_a_deployment_and_prints_workload_columns() {
-    let registry = crate::registry::Registry::start();
-    let image = registry.push_image("acme/web", "1");
+    let registry = crate::registry::start_registry();
+    let image = crate::registry::push_image(&registry, "acme/web", "1");
     let (sim, _client) = crate::start_with(kubesim::SimConfig {
-        registry: Some(kubesim::RegistryConfig::plain(&registry.host)),
+        registry: Some(kubesim::RegistryConfig::plain(&registry.addr())),
         ..kubesim::SimConfig::default()
     })
     .await;

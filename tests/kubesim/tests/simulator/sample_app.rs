@@ -10,7 +10,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kubesim::{RegistryConfig, SimConfig, Simulator};
 
 use crate::kubectl::{kubectl_ok, write};
-use crate::registry::Registry;
+use crate::registry::{push, start_registry};
 use crate::start_with;
 
 struct Render {
@@ -96,18 +96,18 @@ fn install(sim: &Simulator, version: &str, r: &Render) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_app_installs_reapplies_without_changes_and_upgrades() {
-    let registry = Registry::start();
+    let registry = start_registry();
     for version in ["1.0.0", "2.0.0"] {
         for component in ["api", "web", "db"] {
-            registry.push_image(&format!("sealift-sample/{component}"), version);
+            push(&registry, &tests::sample::sample_image(component, version));
         }
     }
     let (sim, client) = start_with(SimConfig {
-        registry: Some(RegistryConfig::plain(&registry.host)),
+        registry: Some(RegistryConfig::plain(&registry.addr())),
         ..SimConfig::default()
     })
     .await;
-    let v1 = render("1.0.0", &registry.host);
+    let v1 = render("1.0.0", &registry.addr());
     let applied = install(&sim, "1.0.0", &v1);
     assert_eq!(applied.lines().count(), 11, "{applied}");
     assert!(applied.lines().all(|l| l.ends_with(" serverside-applied")), "{applied}");
@@ -142,7 +142,7 @@ async fn sample_app_installs_reapplies_without_changes_and_upgrades() {
         .collect();
     assert!(changed.is_empty(), "re-applying 1.0.0 changed {changed:?}");
 
-    let v2 = render("2.0.0", &registry.host);
+    let v2 = render("2.0.0", &registry.addr());
     install(&sim, "2.0.0", &v2);
     let config: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let data = config

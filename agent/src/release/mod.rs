@@ -1,0 +1,57 @@
+pub mod cluster;
+pub mod controller;
+pub mod engine;
+pub mod history;
+pub mod jobs;
+pub mod lease;
+pub mod operation;
+pub mod planner;
+pub mod preflight;
+pub mod readiness;
+pub mod render;
+pub mod resource;
+pub mod rollout;
+pub mod values;
+
+/// Starts the release engine: kube client, CRD, the product's `SealiftRelease`, a resumed
+/// operation if the last process left one, and the controller.
+pub async fn start(
+    agent: std::sync::Arc<crate::service::Agent>,
+    k: &crate::config::KubernetesConfig,
+) -> anyhow::Result<std::sync::Arc<engine::Engine>> {
+    use anyhow::Context as _;
+    let client = match &k.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("kubernetes.kubeconfig {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+            kube::Client::try_from(config)?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no Kubernetes configuration: set kubernetes.kubeconfig, or run in a cluster")?,
+    };
+    let seconds = |v: &str| crate::config::parse_seconds(v).unwrap_or(1.0);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sealift-agent".into());
+    let cfg = engine::EngineConfig {
+        namespace: k.namespace.clone(),
+        app_namespace: k.app_namespace.clone(),
+        identity: format!("{host}-{:08x}", rand::random::<u32>()),
+        lease_seconds: seconds(&k.lease_duration).ceil() as i32,
+        wave_timeout: std::time::Duration::from_secs_f64(seconds(&k.wave_timeout)),
+        job_timeout_floor: std::time::Duration::from_secs(60),
+        poll: std::time::Duration::from_secs_f64(seconds(&k.poll_interval)),
+        pull_host: agent.config.registry.pull_host(),
+        agent_url: k.agent_url.clone(),
+    };
+    controller::install_crd(&client)
+        .await
+        .context("applying the SealiftRelease CRD")?;
+    let engine = engine::Engine::new(agent, client, cfg)?;
+    controller::ensure_release(&engine)
+        .await
+        .context("creating the SealiftRelease")?;
+    engine.resume_if_any()?;
+    tokio::spawn(controller::run(engine.clone()));
+    Ok(engine)
+}

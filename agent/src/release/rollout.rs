@@ -1,0 +1,156 @@
+//! Applying objects wave by wave and waiting until each wave is ready; the one deletion rule.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::release::cluster::{Cluster, ClusterError};
+use crate::release::history::ObjectKey;
+use crate::release::readiness::{Assessment, assess, pod_selector};
+
+/// Kinds whose pods are inspected for fail-fast reasons.
+const POD_OWNERS: [&str; 5] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
+
+/// Why the deletion rule keeps an object, or `None` if it may be deleted.
+pub fn kept_by_rule(key: &ObjectKey, object: Option<&Value>) -> Option<&'static str> {
+    match key.kind.as_str() {
+        "CustomResourceDefinition" => return Some("CRDs are never deleted"),
+        "PersistentVolumeClaim" => return Some("PVCs keep data and are never deleted"),
+        "Namespace" => return Some("Namespaces are never deleted"),
+        _ => {}
+    }
+    let annotations = object.and_then(|o| o.pointer("/metadata/annotations"));
+    let annotation = |name: &str| annotations.and_then(|a| a.get(name)).and_then(Value::as_str);
+    if annotation("helm.sh/resource-policy") == Some("keep") {
+        return Some("annotated helm.sh/resource-policy: keep");
+    }
+    if annotation("sealift.dev/prune") == Some("disabled") {
+        return Some("annotated sealift.dev/prune: disabled");
+    }
+    None
+}
+
+/// Deletes `keys` under the deletion rule; returns what was kept, as `Kind/ns/name (why)`.
+pub async fn delete_under_rule(
+    cluster: &Cluster,
+    keys: &[ObjectKey],
+    planned: impl Fn(&ObjectKey) -> Option<Value>,
+) -> Result<Vec<String>, ClusterError> {
+    let mut kept = Vec::new();
+    for key in keys {
+        let live = match cluster.get(key).await {
+            Ok(v) => v,
+            Err(ClusterError::NotServed { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(live) = live else { continue };
+        let reason = kept_by_rule(key, Some(&live)).or_else(|| kept_by_rule(key, planned(key).as_ref()));
+        if let Some(reason) = reason {
+            kept.push(format!("{key} ({reason})"));
+            continue;
+        }
+        cluster.delete(key).await?;
+        tracing::info!(object = %key, "deleted");
+    }
+    Ok(kept)
+}
+
+/// The state of one object as readiness sees it.
+pub async fn assess_object(cluster: &Cluster, key: &ObjectKey) -> Result<Assessment, ClusterError> {
+    let Some(live) = cluster.get(key).await? else {
+        return Ok(Assessment::InProgress {
+            reason: "not found".into(),
+        });
+    };
+    let pods = if POD_OWNERS.contains(&key.kind.as_str()) {
+        match pod_selector(&live) {
+            Some(selector) => cluster.list("v1", "Pod", &key.namespace, &selector).await?,
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(assess(&live, &pods))
+}
+
+/// Why waiting for a set of objects ended without all being ready.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("{object} failed: {reason}")]
+    Failed { object: String, reason: String },
+    #[error("not ready after {seconds}s: {pending}")]
+    Timeout { seconds: u64, pending: String },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// Waits until every object is Current; fails fast on a Failed one.
+/// `report(ready, total)` is called whenever the count changes.
+pub async fn wait_ready(
+    cluster: &Cluster,
+    keys: &[ObjectKey],
+    timeout: Duration,
+    poll: Duration,
+    mut report: impl FnMut(u32, u32),
+) -> Result<(), WaitError> {
+    let started = Instant::now();
+    let total = keys.len() as u32;
+    let mut last_ready = u32::MAX;
+    loop {
+        let mut pending = Vec::new();
+        for key in keys {
+            match assess_object(cluster, key).await? {
+                Assessment::Current => {}
+                Assessment::Failed { reason } => {
+                    return Err(WaitError::Failed {
+                        object: key.to_string(),
+                        reason,
+                    });
+                }
+                Assessment::InProgress { reason } => pending.push(format!("{key}: {reason}")),
+            }
+        }
+        let ready = total - pending.len() as u32;
+        if ready != last_ready {
+            report(ready, total);
+            last_ready = ready;
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(WaitError::Timeout {
+                seconds: timeout.as_secs(),
+                pending: pending.join("; "),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(kind: &str) -> ObjectKey {
+        ObjectKey {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: "ns".into(),
+            name: "x".into(),
+        }
+    }
+
+    #[test]
+    fn the_deletion_rule_keeps_data_and_marked_objects() {
+        assert!(kept_by_rule(&key("PersistentVolumeClaim"), None).is_some());
+        assert!(kept_by_rule(&key("Namespace"), None).is_some());
+        assert!(kept_by_rule(&key("CustomResourceDefinition"), None).is_some());
+        assert!(kept_by_rule(&key("ConfigMap"), None).is_none());
+        let keep = json!({"metadata": {"annotations": {"helm.sh/resource-policy": "keep"}}});
+        assert!(kept_by_rule(&key("ConfigMap"), Some(&keep)).is_some());
+        let off = json!({"metadata": {"annotations": {"sealift.dev/prune": "disabled"}}});
+        assert!(kept_by_rule(&key("Secret"), Some(&off)).is_some());
+    }
+}

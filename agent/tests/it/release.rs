@@ -1,0 +1,632 @@
+//! The release engine end to end: the real `sealift-agent serve` binary against the Kubernetes
+//! API simulator and the real registry. Install from nothing, upgrade, and an upgrade whose
+//! component crash-loops and rolls back by itself — each checked in the cluster, the
+//! registry, the `SealiftRelease` status, the history and the audit log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+use tests::registry::{Registry, RegistryOptions};
+use tests::sample;
+
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
+pub(crate) const CREATED: i64 = 1_767_225_600;
+pub(crate) const AGENT_NS: &str = "sealift-system";
+
+pub(crate) struct Vendor {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) registry: Registry,
+    pub(crate) release_key: PathBuf,
+    pub(crate) roots: PathBuf,
+}
+
+impl Vendor {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::start(RegistryOptions::default()).unwrap();
+        sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
+        let keys_dir = dir.path().join("keys");
+        std::fs::create_dir_all(&keys_dir).unwrap();
+        let root = keys::generate_key_files(&keys_dir, "root").unwrap();
+        let release = keys::generate_key_files(&keys_dir, "release").unwrap();
+        let roots = dir.path().join("roots");
+        let root_key = keys::SigningKey::load(&root.private_key, keys::PASSPHRASE_ENV).unwrap();
+        let release_pub = keys::PublicKey::load(&release.public_key).unwrap();
+        std::fs::create_dir_all(&roots).unwrap();
+        keys::root_dir::init(&roots, &[root_key], vec![], None, vec![release_pub], None).unwrap();
+        Self {
+            dir,
+            registry,
+            release_key: release.private_key,
+            roots,
+        }
+    }
+
+    pub(crate) fn build(&self, version: &str, sequence: u64) -> PathBuf {
+        self.build_spec(&sample::sample_spec(version), version, sequence)
+    }
+
+    /// Builds a bundle from any build spec (a modified copy of the sample app, say).
+    pub(crate) fn build_spec(&self, spec: &Path, version: &str, sequence: u64) -> PathBuf {
+        self.build_spec_with(spec, version, sequence, CREATED, &["--valid-for", "3650d"])
+    }
+
+    /// As [`Vendor::build_spec`], created at `created` (`SOURCE_DATE_EPOCH`) with `extra`
+    /// bundler arguments instead of `--valid-for 3650d` (a short `--valid-for`, say).
+    pub(crate) fn build_spec_with(
+        &self,
+        spec: &Path,
+        version: &str,
+        sequence: u64,
+        created: i64,
+        extra: &[&str],
+    ) -> PathBuf {
+        let out = self.dir.path().join(format!("sample-app-{version}-{sequence}.sealift"));
+        let mut argv: Vec<String> = [
+            "sealift-bundler",
+            "build",
+            &spec.display().to_string(),
+            "--version",
+            version,
+            "--sequence",
+            &sequence.to_string(),
+            "--key",
+            &self.release_key.display().to_string(),
+            "--root-dir",
+            &self.roots.display().to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--helm",
+            &sample::helm_stand_in().display().to_string(),
+            "--registry-override",
+            &format!("quay.io={}", self.registry.addr()),
+            "--allow-simulator-annotations",
+            "--format",
+            "json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        argv.extend(extra.iter().map(|s| (*s).to_owned()));
+        let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let bundler::cli::Command::Build(args) = cli.command else {
+            unreachable!()
+        };
+        std::thread::spawn(move || bundler::cmd::build::run_at(*args, Some(&created.to_string())))
+            .join()
+            .unwrap()
+            .unwrap();
+        out
+    }
+}
+
+/// The agent binary serving against the simulator.
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) sim: kubesim::Simulator,
+    pub(crate) target: Registry,
+    pub(crate) client: kube::Client,
+    pub(crate) url: String,
+    pub(crate) agent: Option<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    pub(crate) async fn start(vendor: &Vendor) -> Self {
+        let target = Registry::start(RegistryOptions::default()).unwrap();
+        let sim = kubesim::Simulator::start(kubesim::SimConfig {
+            registry: Some(kubesim::RegistryConfig::plain(&target.addr())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let client = sim.kube_client().unwrap();
+        let namespaces: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()),
+        );
+        namespaces
+            .patch(
+                AGENT_NS,
+                &PatchParams::apply("test"),
+                &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NS}})),
+            )
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("admin.token"), ADMIN).unwrap();
+        std::fs::write(d.join("viewer.token"), VIEWER).unwrap();
+        std::fs::copy(vendor.roots.join("1.root.json"), d.join("root.json")).unwrap();
+        let port = free_port();
+        let cfg = format!(
+            "listen: 127.0.0.1:{port}\nstore:\n  dir: store\n  maxBytes: 10Gi\n  reserveBytes: 0\n\
+             trust:\n  root: root.json\n  product: sample-app\nregistry:\n  url: http://{}\n  insecure: true\n\
+             tokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n\
+             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: 5s\n  waveTimeout: 60s\n  pollInterval: 200ms\n",
+            target.addr(),
+            sim.kubeconfig_path().display()
+        );
+        std::fs::write(d.join("agent.yaml"), cfg).unwrap();
+        let mut c = Self {
+            dir,
+            sim,
+            target,
+            client,
+            url: format!("http://127.0.0.1:{port}"),
+            agent: None,
+        };
+        c.spawn_agent().await;
+        c
+    }
+
+    pub(crate) async fn spawn_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+            .args(["serve", "--config"])
+            .arg(self.dir.path().join("agent.yaml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if http.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "agent did not start: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+            .args(args)
+            .env("SEALIFT_SERVER", &self.url)
+            .env("SEALIFT_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    }
+
+    pub(crate) async fn cli_async(&self, args: &[&str]) -> std::process::Output {
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        let url = self.url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
+                .args(&args)
+                .env("SEALIFT_SERVER", &url)
+                .env("SEALIFT_TOKEN", ADMIN)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    pub(crate) fn import(&self, file: &Path) {
+        let out = self.cli(&["import", &file.display().to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub(crate) async fn release(&self) -> Value {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), AGENT_NS, &release_resource());
+        serde_json::to_value(api.get("sample-app").await.unwrap()).unwrap()
+    }
+
+    pub(crate) async fn get(&self, api_version: &str, kind: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let ar = kube::core::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let api: Api<DynamicObject> = if ns.is_empty() {
+            Api::all_with(self.client.clone(), &ar)
+        } else {
+            Api::namespaced_with(self.client.clone(), ns, &ar)
+        };
+        api.get_opt(name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    pub(crate) async fn audit(&self) -> Vec<Value> {
+        let out = self.cli_async(&["audit"]).await;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub(crate) async fn history(&self) -> Vec<Value> {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/revisions", self.url))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["revisions"].as_array().unwrap().clone()
+    }
+}
+
+pub(crate) fn release_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "sealift.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "sealift.dev/v1alpha1".into(),
+        kind: "SealiftRelease".into(),
+        plural: "sealiftreleases".into(),
+    }
+}
+
+pub(crate) fn condition(release: &Value, type_: &str) -> Value {
+    release["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+pub(crate) fn image_of(deployment: &Value) -> String {
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub(crate) fn outcomes(history: &[Value]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = history
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_owned(),
+                r["operation"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_upgrade_and_an_automatic_rollback() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1);
+    let v2 = vendor.build("2.0.0", 2);
+    let v3 = vendor.build("3.0.0", 3);
+    let c = Cluster::start(&vendor).await;
+
+    // The agent applied its CRD and created the one release, with nothing installed.
+    let r = c.release().await;
+    assert_eq!(r["spec"].get("version"), None, "{r}");
+    assert_eq!(r["metadata"]["finalizers"][0], "sealift.dev/keep-release");
+    for f in [&v1, &v2, &v3] {
+        c.import(f);
+    }
+
+    // A version that is not imported is refused at once, naming what is; the cluster is
+    // untouched.
+    let before = c.sim.snapshot();
+    let out = c.cli_async(&["upgrade", "9.9.9"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("9.9.9 is not imported; imported versions: 3.0.0, 2.0.0, 1.0.0"),
+        "{err}"
+    );
+    let changed = before.diff(&c.sim.snapshot());
+    assert!(changed.is_empty(), "{changed:?}");
+
+    // Install 1.0.0 from nothing: the namespace is created, images point at the cluster
+    // registry by digest.
+    assert!(c.get("v1", "Namespace", "namespaces", "", "sample").await.is_none());
+    let out = c.cli_async(&["upgrade", "1.0.0", "--wait"]).await;
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let r = c.release().await;
+    assert_eq!(r["status"]["currentVersion"], "1.0.0", "{r}");
+    assert_eq!(condition(&r, "Ready")["status"], "True", "{r}");
+    let web = c
+        .get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+        .await
+        .expect("web deployed");
+    let image = image_of(&web);
+    assert!(
+        image.starts_with(&format!("{}/sealift-sample/web@sha256:", c.target.addr())),
+        "{image}"
+    );
+    assert!(c.get("v1", "Namespace", "namespaces", "", "sample").await.is_some());
+
+    // Upgrade to 2.0.0 through kubectl's path: a merge patch of spec.version.
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), AGENT_NS, &release_resource());
+    api.patch(
+        "sample-app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"version": "2.0.0"}})),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let r = c.release().await;
+        if r["status"]["currentVersion"] == "2.0.0" && r["status"]["phase"] == "Ready" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "upgrade to 2.0.0 did not finish: {r}\n{}",
+            c.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let web = c
+        .get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+        .await
+        .unwrap();
+    assert!(image_of(&web).contains("/sealift-sample/web@sha256:"));
+    assert_ne!(image_of(&web), image, "the web image moved to 2.0.0");
+    let v2_web = image_of(&web);
+    // The pre-upgrade migration ran as a Job with a deterministic name.
+    assert!(
+        c.get("batch/v1", "Job", "jobs", "sample", "sample-app-add-column-r2")
+            .await
+            .is_some()
+    );
+
+    // 3.0.0 crash-loops: it fails fast and rolls back to 2.0.0 by itself.
+    let out = c.cli_async(&["upgrade", "3.0.0", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let r = c.release().await;
+    let stalled = condition(&r, "Stalled");
+    assert_eq!(stalled["status"], "True", "{r}");
+    assert_eq!(stalled["reason"], "UpgradeFailed", "{r}");
+    let message = stalled["message"].as_str().unwrap();
+    assert!(message.contains("CrashLoopBackOff"), "{message}");
+    assert!(message.ends_with("; rolled back to 2.0.0"), "{message}");
+    assert_eq!(r["status"]["currentVersion"], "2.0.0");
+    assert_eq!(
+        r["spec"]["version"], "3.0.0",
+        "an automatic rollback leaves the typed version"
+    );
+    let web = c
+        .get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+        .await
+        .unwrap();
+    assert_eq!(image_of(&web), v2_web, "2.0.0's web image is back");
+    // The reversible migration of 3.0.0 ran its down step.
+    assert!(
+        c.get("batch/v1", "Job", "jobs", "sample", "sample-app-add-index-r3-down")
+            .await
+            .is_some()
+    );
+
+    let history = c.history().await;
+    assert_eq!(
+        outcomes(&history),
+        [
+            ("1.0.0".into(), "install".into(), "superseded".into()),
+            ("2.0.0".into(), "upgrade".into(), "superseded".into()),
+            ("3.0.0".into(), "upgrade".into(), "failed".into()),
+            ("2.0.0".into(), "rollback".into(), "deployed".into()),
+        ]
+    );
+    let audit = c.audit().await;
+    let upgrade_refused = audit
+        .iter()
+        .any(|a| a["action"] == "upgrade" && a["outcome"] == "refused" && a["code"] == "not_imported");
+    assert!(upgrade_refused, "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["action"] == "upgrade" && a["version"] == "3.0.0" && a["outcome"] == "failed")
+    );
+    // The failed generation is not retried by itself.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.history().await.len(), 4);
+}
+
+pub(crate) async fn wait_for(c: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = c.release().await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}: {r}\n{}",
+            c.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(crate) fn phase(r: &Value) -> &str {
+    r["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub(crate) async fn kubectl_patch(c: &Cluster, patch: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), AGENT_NS, &release_resource());
+    api.patch("sample-app", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_disabled_retry_roll_forward_queue_manual_rollback_and_uninstall() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1);
+    let v2 = vendor.build("2.0.0", 2);
+    let v3 = vendor.build("3.0.0", 3);
+    let c = Cluster::start(&vendor).await;
+    for f in [&v1, &v2, &v3] {
+        c.import(f);
+    }
+    let out = c.cli_async(&["upgrade", "1.0.0", "--wait"]).await;
+    assert!(out.status.success(), "{}", c.log());
+    let v1_web = image_of(
+        &c.get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+            .await
+            .unwrap(),
+    );
+
+    // Rollback disabled: the failed revision stays for debugging.
+    let out = c.cli_async(&["upgrade", "3.0.0", "--disable-rollback", "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let r = c.release().await;
+    let stalled = condition(&r, "Stalled");
+    assert_eq!(stalled["reason"], "UpgradeFailed", "{r}");
+    assert!(
+        stalled["message"].as_str().unwrap().contains("rollback disabled"),
+        "{r}"
+    );
+    let web = c
+        .get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+        .await
+        .unwrap();
+    assert_ne!(image_of(&web), v1_web, "the failed 3.0.0 web stays in place");
+    // Not re-run while the generation is unchanged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.history().await.len(), 2);
+
+    // Retry through spec.request (kubectl): runs once, fails again the same way.
+    kubectl_patch(&c, json!({"spec": {"request": {"id": "retry-1", "action": "Retry"}}})).await;
+    let r = wait_for(&c, "the retry", |r| {
+        r["status"]["handledRequest"] == "retry-1"
+            && phase(r) == "Stalled/UpgradeFailed"
+            && r["status"]["revisions"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert_eq!(r["status"]["revisions"][0]["outcome"], "failed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.history().await.len(), 3, "a handled request id runs once");
+
+    // Roll forward to 2.0.0 through the API; meanwhile a second API upgrade is refused (409)
+    // and a version set through kubectl waits (Queued) and runs afterwards.
+    let out = c.cli_async(&["upgrade", "2.0.0"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(&c, "2.0.0 to start", |r| phase(r) == "Reconciling/Upgrading").await;
+    let out = c.cli_async(&["upgrade", "1.0.0", "--allow-downgrade"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upgrade to 2.0.0") && err.contains("(operation_running)"),
+        "{err}"
+    );
+    kubectl_patch(&c, json!({"spec": {"version": "1.0.0", "allowDowngradeTo": "1.0.0"}})).await;
+    let r = wait_for(&c, "the queued version", |r| phase(r) == "Reconciling/Queued").await;
+    assert!(
+        condition(&r, "Reconciling")["message"]
+            .as_str()
+            .unwrap()
+            .contains("1.0.0 is queued"),
+        "{r}"
+    );
+    wait_for(&c, "the queued downgrade to finish", |r| {
+        phase(r) == "Ready" && r["status"]["currentVersion"] == "1.0.0"
+    })
+    .await;
+    let history = outcomes(&c.history().await);
+    assert_eq!(history[3], ("2.0.0".into(), "upgrade".into(), "superseded".into()));
+    assert_eq!(history[4], ("1.0.0".into(), "upgrade".into(), "deployed".into()));
+
+    // Manual rollback (to the previous version, 2.0.0): spec.version follows in the same patch.
+    let out = c.cli_async(&["rollback", "--wait"]).await;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.log()
+    );
+    let r = c.release().await;
+    assert_eq!(r["spec"]["version"], "2.0.0");
+    assert_eq!(r["status"]["currentVersion"], "2.0.0");
+    assert_eq!(
+        outcomes(&c.history().await).last().unwrap(),
+        &("2.0.0".to_owned(), "rollback".to_owned(), "deployed".to_owned())
+    );
+    // `rollback --to` a version without a recorded revision is refused.
+    let out = c.cli_async(&["rollback", "--to", "3.0.0"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upgrade 3.0.0 --allow-downgrade"));
+
+    // Deleting the SealiftRelease uninstalls nothing: it comes back, spec at the current version.
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), AGENT_NS, &release_resource());
+    let before_uid = c.release().await["metadata"]["uid"].clone();
+    api.delete("sample-app", &Default::default()).await.unwrap();
+    let r = wait_for(&c, "the release to come back", |r| r["metadata"]["uid"] != before_uid).await;
+    assert_eq!(r["spec"]["version"], "2.0.0", "{r}");
+    assert!(
+        c.get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+            .await
+            .is_some()
+    );
+
+    // Uninstall: the inventory goes, the deletion rule keeps CRDs and lists them.
+    let out = c.cli_async(&["uninstall", "--yes"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = wait_for(&c, "the uninstall", |r| {
+        phase(r) == "Ready" && r["status"].get("currentVersion").is_none()
+    })
+    .await;
+    assert!(
+        c.get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+            .await
+            .is_none()
+    );
+    let left = r["status"]["leftBehind"].to_string();
+    assert!(left.contains("CustomResourceDefinition"), "{r}");
+    let audit = c.audit().await;
+    for action in ["retry", "rollback", "uninstall", "delete-release"] {
+        assert!(audit.iter().any(|a| a["action"] == action), "no {action} in {audit:?}");
+    }
+}
