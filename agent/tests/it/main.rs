@@ -8,5 +8,6 @@ mod import;
 mod push;
 mod refusals;
 mod release;
+mod release_resume;
 mod restage;
 mod tls;

@@ -133,6 +133,12 @@ fn free_port() -> u16 {
 
 impl Cluster {
     pub(crate) async fn start(vendor: &Vendor) -> Self {
+        Self::start_with_lease(vendor, "5s").await
+    }
+
+    /// As [`Cluster::start`], with the operation Lease's duration (how long a restarted agent
+    /// waits before taking over the operation of a killed one).
+    pub(crate) async fn start_with_lease(vendor: &Vendor, lease: &str) -> Self {
         let target = Registry::start(RegistryOptions::default()).unwrap();
         let sim = kubesim::Simulator::start(kubesim::SimConfig {
             registry: Some(kubesim::RegistryConfig::plain(&target.addr())),
@@ -163,7 +169,7 @@ impl Cluster {
             "listen: 127.0.0.1:{port}\nstore:\n  dir: store\n  maxBytes: 10Gi\n  reserveBytes: 0\n\
              trust:\n  root: root.json\n  product: sample-app\nregistry:\n  url: http://{}\n  insecure: true\n\
              tokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n\
-             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: 5s\n  waveTimeout: 60s\n  pollInterval: 200ms\n",
+             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: {lease}\n  waveTimeout: 60s\n  pollInterval: 200ms\n",
             target.addr(),
             sim.kubeconfig_path().display()
         );
