@@ -108,6 +108,10 @@ pub struct Engine {
     requesters: Mutex<std::collections::BTreeMap<i64, String>>,
     status: tokio::sync::Mutex<SealiftReleaseStatus>,
     progress: tokio::sync::watch::Sender<Progress>,
+    /// Publishes Kubernetes Events on the `SealiftRelease`.
+    recorder: kube::runtime::events::Recorder,
+    /// The step the last Event was published for (one Event per step, not per object).
+    last_event_step: Mutex<Option<Step>>,
 }
 
 impl Engine {
@@ -122,8 +126,17 @@ impl Engine {
             duration_seconds: cfg.lease_seconds,
         };
         let (progress, _) = tokio::sync::watch::channel(Progress::default());
+        let recorder = kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "sealift-agent".into(),
+                instance: Some(cfg.identity.clone()),
+            },
+        );
         Ok(Arc::new(Self {
             agent,
+            recorder,
+            last_event_step: Mutex::new(None),
             cluster: Cluster::new(client),
             cfg,
             history,
@@ -196,7 +209,45 @@ impl Engine {
             .await;
     }
 
+    /// Publishes a Kubernetes Event on the `SealiftRelease` (best effort: a cluster that
+    /// refuses Events does not stop an operation).
+    pub async fn event(&self, warning: bool, reason: &str, note: &str) {
+        use kube::Resource as _;
+        use kube::runtime::events::{Event, EventType};
+        let Ok(release) = self.api().get(&self.product()).await else {
+            return;
+        };
+        let reference = release.object_ref(&());
+        let mut note = note.to_owned();
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let event = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &reference).await {
+            tracing::debug!("cannot publish an Event: {e}");
+        }
+    }
+
     async fn report(&self, step: Step, wave: Option<&str>, ready: u32, total: u32, message: &str) {
+        let new_step = {
+            let mut last = self.last_event_step.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *last != Some(step);
+            *last = Some(step);
+            changed
+        };
+        if new_step {
+            self.event(false, step.as_str(), message).await;
+        }
         let p = Progress {
             step: step.as_str().to_owned(),
             wave: wave.map(str::to_owned),
@@ -545,6 +596,7 @@ impl Engine {
             tracing::error!("cannot clear the finished operation: {e}");
         }
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.last_event_step.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.progress.send_replace(Progress::default());
         self.update_status(|s| s.progress = None).await;
     }
@@ -955,6 +1007,8 @@ impl Engine {
             OperationKind::Rollback => format!("rolled back to {}; it is ready", op.version),
             _ => format!("{} is ready", op.version),
         };
+        self.event(false, "Succeeded", &format!("revision {}: {message}", op.revision))
+            .await;
         self.set_state(Reason::Ready, &message, op.generation).await;
     }
 
@@ -982,6 +1036,7 @@ impl Engine {
             );
             let gen_ = op.generation;
             self.update_status(|s| s.failed_generation = gen_).await;
+            self.event(true, Reason::PreflightFailed.as_str(), &cause).await;
             self.set_state(Reason::PreflightFailed, &cause, op.generation).await;
             return;
         }
@@ -1078,6 +1133,7 @@ impl Engine {
                     s.left_behind = left;
                 })
                 .await;
+                self.event(true, failed_reason.as_str(), &message).await;
                 self.set_state(failed_reason, &message, op.generation).await;
             }
             Err(rollback_cause) => {
@@ -1091,6 +1147,7 @@ impl Engine {
                     Some(message.clone()),
                 );
                 self.update_status(|s| s.failed_generation = gen_).await;
+                self.event(true, Reason::RollbackFailed.as_str(), &message).await;
                 self.set_state(Reason::RollbackFailed, &message, op.generation).await;
             }
         }

@@ -796,8 +796,7 @@ async fn flaky_proxy(upstream: String, cut: usize) -> String {
                     let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
                 });
                 let mut buf = vec![0u8; 8192];
-                loop {
-                    let Ok(n) = client_r.read(&mut buf).await else { break };
+                while let Ok(n) = client_r.read(&mut buf).await {
                     if n == 0 {
                         break;
                     }

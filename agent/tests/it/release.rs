@@ -475,6 +475,28 @@ async fn install_upgrade_and_an_automatic_rollback() {
             .iter()
             .any(|a| a["action"] == "upgrade" && a["version"] == "3.0.0" && a["outcome"] == "failed")
     );
+    // Kubernetes Events on the SealiftRelease, one per step and one per outcome.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(c.client.clone(), AGENT_NS);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("sample-app"))
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in [
+        "Verify",
+        "Preflight",
+        "Stage",
+        "PreHooks",
+        "Apply",
+        "Succeeded",
+        "UpgradeFailed",
+    ] {
+        assert!(reasons.iter().any(|r| r == reason), "no {reason} Event in {reasons:?}");
+    }
     // The failed generation is not retried by itself.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(c.history().await.len(), 4);
