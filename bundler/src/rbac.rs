@@ -49,8 +49,9 @@ fn group_of(api_version: &str) -> &str {
 }
 
 /// A Role (namespaced objects, plus what operations need: Jobs, Pods, logs, Leases, Events)
-/// and a ClusterRole (cluster-scoped objects and the application's CRDs).
-pub fn roles(docs: &[Document], name: &str, namespace: &str) -> Vec<Value> {
+/// and a ClusterRole (cluster-scoped objects and the application's CRDs), bound to the
+/// agent's ServiceAccount `name` in `agent_namespace`.
+pub fn roles(docs: &[Document], name: &str, namespace: &str, agent_namespace: &str) -> Vec<Value> {
     let mut crd_scope: BTreeMap<(String, String), (String, bool)> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind() == "CustomResourceDefinition") {
         let o = &d.object;
@@ -118,11 +119,11 @@ pub fn roles(docs: &[Document], name: &str, namespace: &str) -> Vec<Value> {
         json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": { "name": name, "namespace": namespace, "labels": labels }, "rules": role_rules }),
         json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": { "name": name, "namespace": namespace, "labels": labels },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
-            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }] }),
+            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": agent_namespace }] }),
         json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": { "name": name, "labels": labels }, "rules": cluster_rules }),
         json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": { "name": name, "labels": labels },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name },
-            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": namespace }] }),
+            "subjects": [{ "kind": "ServiceAccount", "name": name, "namespace": agent_namespace }] }),
     ]
 }
 

@@ -336,7 +336,7 @@ fn agents_own_roles() -> RoleSet {
 /// What `sealift-bundler rbac` computes for a render.
 fn computed_roles(render: &str) -> RoleSet {
     let docs = bundler::render::parse(render).unwrap();
-    role_set(&bundler::rbac::roles(&docs, SA, APP_NS))
+    role_set(&bundler::rbac::roles(&docs, SA, APP_NS, "sealift-system"))
 }
 
 #[test]

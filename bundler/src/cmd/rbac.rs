@@ -22,6 +22,9 @@ pub struct Args {
     /// Name of the agent's ServiceAccount and of the roles.
     #[arg(long, default_value = "sealift-agent")]
     pub name: String,
+    /// Namespace of the agent's ServiceAccount (where `deploy/` puts it).
+    #[arg(long, default_value = "sealift-system")]
+    pub agent_namespace: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,6 +39,9 @@ pub fn run(args: Args) -> Result<()> {
     let namespace = args
         .namespace
         .unwrap_or_else(|| metadata.variables.namespace.default.clone());
-    out!("{}", rbac::print(&rbac::roles(&docs, &args.name, &namespace))?)?;
+    out!(
+        "{}",
+        rbac::print(&rbac::roles(&docs, &args.name, &namespace, &args.agent_namespace))?
+    )?;
     Ok(())
 }

@@ -234,7 +234,19 @@ fn rbac_prints_the_role_and_cluster_role_the_bundle_needs() {
     .stderr_has("UNTRUSTED");
     let docs = rbac_documents(&other.stdout);
     assert_eq!(docs[0]["metadata"]["namespace"], "shop");
-    assert_eq!(docs[3]["subjects"][0]["namespace"], "shop");
+    // The bindings name the agent's ServiceAccount where the agent runs, not the app's namespace.
+    assert_eq!(docs[1]["subjects"][0]["namespace"], "sealift-system");
+    assert_eq!(docs[3]["subjects"][0]["namespace"], "sealift-system");
+    let elsewhere = bundler([
+        OsStr::new("rbac"),
+        file.as_os_str(),
+        OsStr::new("--agent-namespace"),
+        OsStr::new("ops"),
+    ])
+    .ok();
+    let docs = rbac_documents(&elsewhere.stdout);
+    assert_eq!(docs[1]["subjects"][0]["namespace"], "ops");
+    assert_eq!(docs[3]["subjects"][0]["namespace"], "ops");
 }
 
 /// `inspect FILE | head -1`: a reader that closes the pipe early ends the program quietly,
