@@ -27,11 +27,12 @@ demo:
 bench:
     bash scripts/bench.sh
 
-# Regenerate the committed golden renders, JSON Schemas and deploy/crd.yaml.
+# Regenerate the committed golden renders, JSON Schemas, deploy/crd.yaml and agent/openapi.json.
 golden:
     SEALIFT_BLESS=1 cargo test -p bundler --test it golden
     SEALIFT_BLESS=1 cargo test -p schemas --test it json_schemas
     SEALIFT_BLESS=1 cargo test -p agent --test it deploy_crd
+    SEALIFT_BLESS=1 cargo test -p agent --test it openapi_document
 
 # Regenerate the committed JSON Schemas from the Rust types.
 schemas:

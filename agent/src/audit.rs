@@ -7,16 +7,20 @@ use std::sync::Mutex;
 use schemas::Timestamp;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One audited call, refusal or operation step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
+    /// RFC 3339, UTC.
+    #[schema(value_type = String)]
     pub time: Timestamp,
     /// Name of the token used (`-` for the agent itself).
     pub token: String,
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// `ok`, `refused`, `failed` or `warning`.
+    /// `ok`, `refused`, `failed` or `warning`; for release requests `accepted`, and for
+    /// operations `started` then `ok` or `failed`.
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,

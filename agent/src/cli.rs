@@ -127,8 +127,45 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The release's variables: `list`, or `set NAME=VALUE` / `set NAME --from-secret S/K`.
+    Vars {
+        #[command(subcommand)]
+        command: VarsCommand,
+    },
+    /// Re-hash every stored bundle end to end (the only full re-hash); a corrupt one is
+    /// marked in the index, naming the entry. Exit 1 if any is corrupt.
+    VerifyStore {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print the `SealiftRelease` CustomResourceDefinition (YAML) the agent applies at start.
     Crd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VarsCommand {
+    /// The declared variables with their values and where they come from (sensitive ones
+    /// never show a value).
+    List {
+        /// Use the declarations of this imported version (default: the deployed one).
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Set a variable for the next operation: `NAME=VALUE`, or `NAME --from-secret SECRET/KEY`
+    /// (a key of a Secret in the agent's namespace; the only way for sensitive variables).
+    Set {
+        /// `NAME=VALUE`, or `NAME` with `--from-secret`.
+        assignment: String,
+        #[arg(long, value_name = "SECRET/KEY")]
+        from_secret: Option<String>,
+        /// Check against the declarations of this imported version (default: the deployed one).
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -228,33 +265,36 @@ async fn run(cli: Cli) -> Result<()> {
             if allow_downgrade {
                 eprintln!("warning: downgrading to {version}; the application's data may not support it");
             }
+            let before = crate::release_view::before(&client, wait).await;
             let answer = client.post("/api/v1/upgrade", &body).await?;
             println!("{}", answer["message"].as_str().unwrap_or("requested"));
             if wait {
-                crate::release_view::wait(&client, &version).await?;
+                crate::release_view::wait(&client, &version, before.as_ref()).await?;
             }
             Ok(())
         }
         Command::Retry { wait, remote } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let before = crate::release_view::before(&client, wait).await;
             let answer = client.post("/api/v1/retry", &serde_json::json!({})).await?;
             println!("{}", answer["message"].as_str().unwrap_or("requested"));
             if wait {
                 let v = client.get("/api/v1/release").await?;
                 let version = v["status"]["desiredVersion"].as_str().unwrap_or("").to_owned();
-                crate::release_view::wait(&client, &version).await?;
+                crate::release_view::wait(&client, &version, before.as_ref()).await?;
             }
             Ok(())
         }
         Command::Rollback { to, wait, remote } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let before = crate::release_view::before(&client, wait).await;
             let answer = client
                 .post("/api/v1/rollback", &serde_json::json!({ "toVersion": to }))
                 .await?;
             println!("{}", answer["message"].as_str().unwrap_or("requested"));
             if wait {
                 let version = answer["version"].as_str().unwrap_or("").to_owned();
-                crate::release_view::wait(&client, &version).await?;
+                crate::release_view::wait(&client, &version, before.as_ref()).await?;
             }
             Ok(())
         }
@@ -296,6 +336,45 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Vars { command } => vars(command).await,
+        Command::VerifyStore { remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = client
+                .post_waiting(
+                    "/api/v1/verify-store",
+                    &serde_json::json!({}),
+                    std::time::Duration::from_secs(24 * 3600),
+                )
+                .await?;
+            println!(
+                "{:<16} {:>9}  {:<8} {:>14}  IDENTITY",
+                "VERSION", "SEQUENCE", "RESULT", "SIZE"
+            );
+            for b in v["bundles"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:>9}  {:<8} {:>14}  {}",
+                    b["version"].as_str().unwrap_or(""),
+                    b["sequence"].to_string(),
+                    if b["intact"] == true { "intact" } else { "CORRUPT" },
+                    b["size"].to_string(),
+                    b["identity"].as_str().unwrap_or("")
+                );
+                if let Some(p) = b["problem"].as_str() {
+                    match b["entry"].as_str() {
+                        Some(e) => println!("    entry {e}: {p}"),
+                        None => println!("    {p}"),
+                    }
+                }
+            }
+            let corrupt = v["corrupt"].as_u64().unwrap_or(0);
+            if corrupt > 0 {
+                bail!(
+                    "{corrupt} stored bundle(s) are corrupt and now marked so\nhint: import the same file again: the agent takes all of it and replaces its corrupt copy"
+                );
+            }
+            println!("{} bundles intact", v["intact"]);
+            Ok(())
+        }
         Command::Crd => {
             print!(
                 "# Generated by `sealift-agent crd`; do not edit. The agent applies the same at start.\n{}",
@@ -312,6 +391,111 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn vars(command: VarsCommand) -> Result<()> {
+    match command {
+        VarsCommand::List { version, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = client.get(&variables_path("", version.as_deref())).await?;
+            println!("variables of {}", v["version"].as_str().unwrap_or("?"));
+            println!("{:<20} {:<8} {:<10} VALUE", "NAME", "TYPE", "SOURCE");
+            for x in v["variables"].as_array().into_iter().flatten() {
+                let mut flags = Vec::new();
+                if x["required"] == true {
+                    flags.push("required");
+                }
+                if x["sensitive"] == true {
+                    flags.push("sensitive");
+                }
+                println!(
+                    "{:<20} {:<8} {:<10} {}{}",
+                    x["name"].as_str().unwrap_or(""),
+                    x["type"].as_str().unwrap_or(""),
+                    x["source"].as_str().unwrap_or(""),
+                    x["shown"].as_str().unwrap_or(""),
+                    if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", flags.join(", "))
+                    }
+                );
+            }
+            let unused: Vec<&str> = v["unusedSettings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .collect();
+            if !unused.is_empty() {
+                println!("kept for other releases: {}", unused.join(", "));
+            }
+            Ok(())
+        }
+        VarsCommand::Set {
+            assignment,
+            from_secret,
+            version,
+            remote,
+        } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let body = match (assignment.split_once('='), from_secret) {
+                (Some(_), Some(_)) => bail!("give NAME=VALUE or NAME --from-secret SECRET/KEY, not both"),
+                (None, None) => bail!("give NAME=VALUE, or NAME --from-secret SECRET/KEY"),
+                (None, Some(r)) => {
+                    let Some((secret, key)) = r.split_once('/').filter(|(s, k)| !s.is_empty() && !k.is_empty()) else {
+                        bail!("--from-secret takes SECRET/KEY, got {r:?}");
+                    };
+                    (
+                        assignment.clone(),
+                        serde_json::json!({"fromSecret": {"secret": secret, "key": key}}),
+                    )
+                }
+                (Some((name, text)), None) => {
+                    // The declared type decides whether VALUE is a number or text.
+                    let list = client.get(&variables_path("", version.as_deref())).await?;
+                    let integer = list["variables"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|x| x["name"] == name && x["type"] == "integer");
+                    let value = match text.parse::<i64>() {
+                        Ok(i) if integer && i.to_string() == text => serde_json::json!(i),
+                        _ => serde_json::json!(text),
+                    };
+                    (name.to_owned(), serde_json::json!({ "value": value }))
+                }
+            };
+            let (name, body) = body;
+            let answer = client.put(&variables_path(&name, version.as_deref()), &body).await?;
+            println!("{}", answer["message"].as_str().unwrap_or("set"));
+            Ok(())
+        }
+    }
+}
+
+/// `/api/v1/variables[/NAME][?version=V]`.
+fn variables_path(name: &str, version: Option<&str>) -> String {
+    let mut path = "/api/v1/variables".to_owned();
+    if !name.is_empty() {
+        path.push('/');
+        path.push_str(&percent_encode(name));
+    }
+    if let Some(v) = version {
+        path.push_str("?version=");
+        path.push_str(&percent_encode(v));
+    }
+    path
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn print_summary(s: &serde_json::Value) {
@@ -374,10 +558,18 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
     let kubernetes = cfg.kubernetes.clone();
     let agent = Arc::new(Agent::open(cfg)?);
     let mut app = crate::api::router(agent.clone());
+    let mut started = None;
     if let Some(k) = kubernetes {
-        let engine = crate::release::start(agent.clone(), &k).await?;
-        app = app.merge(crate::api::release::router(agent.clone(), engine));
+        let ca = tls
+            .as_ref()
+            .and_then(|t| t.ca_pem.as_ref())
+            .map(|pem| String::from_utf8_lossy(pem).into_owned());
+        let engine = crate::release::start(agent.clone(), &k, ca).await?;
+        app = app.merge(crate::api::release::router(agent.clone(), engine.clone()));
+        started = Some(engine.clone());
+        app = app.merge(crate::api::step::router(engine));
     }
+    app = app.merge(crate::api::observe::router(agent.clone(), started));
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {

@@ -14,10 +14,81 @@ const PART: u64 = 64 << 20;
 /// Consecutive failed attempts before giving up.
 const ATTEMPTS: u32 = 8;
 
+/// How long an event stream may stay silent: several heartbeats (15 s each) missed.
+const EVENT_SILENCE: Duration = Duration::from_secs(60);
+
 pub struct Client {
     http: reqwest::Client,
+    /// For event streams: no overall timeout, a read timeout instead.
+    stream_http: reqwest::Client,
     server: String,
     token: String,
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerEvent {
+    /// `event:` (`message` when absent).
+    pub event: String,
+    /// `data:` lines joined by newlines.
+    pub data: String,
+}
+
+/// An open `text/event-stream` answer, read event by event; comments (heartbeats) are
+/// skipped.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the agent ended the stream.
+    pub async fn next(&mut self) -> Result<Option<ServerEvent>> {
+        loop {
+            if let Some(event) = take_event(&mut self.buf) {
+                return Ok(Some(event));
+            }
+            match self.resp.chunk().await.context("reading the agent's event stream")? {
+                Some(bytes) => self.buf.extend_from_slice(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Removes the first complete event (ended by a blank line) from `buf`; blocks holding only
+/// comments (heartbeats) are dropped on the way.
+fn take_event(buf: &mut Vec<u8>) -> Option<ServerEvent> {
+    loop {
+        let find = |sep: &[u8]| buf.windows(sep.len()).position(|w| w == sep).map(|at| (at, sep.len()));
+        let (at, len) = [find(b"\n\n"), find(b"\r\n\r\n")]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)?;
+        let block = String::from_utf8_lossy(&buf[..at]).into_owned();
+        buf.drain(..at + len);
+        let mut event = String::new();
+        let mut data: Vec<&str> = Vec::new();
+        for line in block.lines() {
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => event = value.to_owned(),
+                "data" => data.push(value),
+                _ => {}
+            }
+        }
+        if event.is_empty() && data.is_empty() {
+            continue;
+        }
+        return Some(ServerEvent {
+            event: if event.is_empty() { "message".into() } else { event },
+            data: data.join("\n"),
+        });
+    }
 }
 
 impl Client {
@@ -25,13 +96,18 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600));
+        let mut stream_builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(EVENT_SILENCE);
         if let Some(ca) = ca {
             let pem = fs_err::read(ca)?;
-            builder = builder
-                .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("--ca is not a PEM certificate")?);
+            let cert = reqwest::Certificate::from_pem(&pem).context("--ca is not a PEM certificate")?;
+            builder = builder.add_root_certificate(cert.clone());
+            stream_builder = stream_builder.add_root_certificate(cert);
         }
         Ok(Self {
             http: builder.build()?,
+            stream_http: stream_builder.build()?,
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         })
@@ -79,6 +155,50 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach {}", self.server))?;
         Self::check(resp).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
+    /// As [`Client::post`] for a call that may take longer than the usual 10 minutes (a full
+    /// re-hash of the store): waits up to `timeout`.
+    pub async fn post_waiting(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("no answer from {} to POST {path} within {timeout:?}", self.server))?;
+        Self::check(resp).await
+    }
+
+    /// Opens the release's event stream (`GET /api/v1/events`); the token goes in the header.
+    pub async fn events(&self) -> Result<EventStream> {
+        let resp = self
+            .stream_http
+            .get(self.url("/api/v1/events"))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        if !resp.status().is_success() {
+            Self::check(resp).await?;
+            bail!("the agent's event stream ended at once");
+        }
+        Ok(EventStream { resp, buf: Vec::new() })
     }
 
     /// Uploads `file` part by part, resuming from the agent's offset after any break, then commits.
@@ -215,4 +335,30 @@ fn head_entry_end(f: &mut fs_err::File, size: u64) -> Result<u64> {
         Some(n) if n <= schemas::head::MAX_HEAD_BYTES => (BLOCK as u64 + n + padding(n)).min(size),
         _ => PART.min(size),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_server_sent_events_and_skips_heartbeats() {
+        let mut buf = b": heartbeat\n\nevent: progress\ndata: {\"step\":\"Apply\"}\n\nevent: status\r\ndata: a\r\ndata: b\r\n\r\nevent: par".to_vec();
+        assert_eq!(
+            take_event(&mut buf),
+            Some(ServerEvent {
+                event: "progress".into(),
+                data: "{\"step\":\"Apply\"}".into()
+            })
+        );
+        assert_eq!(
+            take_event(&mut buf),
+            Some(ServerEvent {
+                event: "status".into(),
+                data: "a\nb".into()
+            })
+        );
+        assert_eq!(take_event(&mut buf), None, "an incomplete event waits for more bytes");
+        assert_eq!(buf, b"event: par");
+    }
 }

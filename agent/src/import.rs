@@ -14,7 +14,7 @@ use crate::store::{BlobLocation, Store};
 use crate::trust_state::TrustState;
 
 /// What the admin asked for besides the import itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportOptions {
     /// Accept a build older than the one accepted for its version, or below minSequence

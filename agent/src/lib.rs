@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod import;
+pub mod metrics;
 pub mod persist;
 pub mod refusal;
 pub mod registry;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::config::AgentConfig;
 use crate::import::{ImportContext, ImportOptions, Importer, UploadRecord, Verified, open_data};
+use crate::metrics::Metrics;
 use crate::persist;
 use crate::refusal::ImportRefusal;
 use crate::registry::{BlobSource, PushError, PushProgress, RegistryTarget, push_images};
@@ -32,7 +33,7 @@ enum Arrived {
 }
 
 /// Where an upload stands (`GET /api/v1/uploads/{id}`, and the answer to each part).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadStatus {
     pub id: String,
@@ -40,6 +41,7 @@ pub struct UploadStatus {
     pub offset: u64,
     /// The bundle's identity, once its head verified.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub identity: Option<Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
@@ -61,12 +63,13 @@ pub struct UploadSession {
 }
 
 /// What an import produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportSummary {
     pub product: String,
     pub version: String,
     pub sequence: u64,
+    #[schema(value_type = String)]
     pub identity: Digest,
     pub signers: Vec<String>,
     pub size: u64,
@@ -79,7 +82,8 @@ pub struct ImportSummary {
     pub pushed: PushSummary,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// What staging a bundle's images sent to the registry.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSummary {
     pub blobs_uploaded: usize,
@@ -108,6 +112,38 @@ pub struct CorruptCopy {
     pub expected: Digest,
     /// `hashes to sha256:…` or `cannot be read: …`.
     pub problem: String,
+}
+
+/// One stored bundle re-hashed by `verify-store`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleCheck {
+    pub version: String,
+    pub sequence: u64,
+    #[schema(value_type = String)]
+    pub identity: Digest,
+    /// Bytes of the stored file.
+    pub size: u64,
+    /// Every byte verified; false: the bundle is now marked corrupt in the index.
+    pub intact: bool,
+    /// The entry whose bytes do not match (`blobs/sha256/<hex>`), when the failure names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Why the bundle does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Wall time of the re-hash.
+    pub seconds: f64,
+}
+
+/// The answer of `POST /api/v1/verify-store`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreCheck {
+    pub intact: usize,
+    pub corrupt: usize,
+    /// Every stored bundle, newest version first.
+    pub bundles: Vec<BundleCheck>,
 }
 
 /// An operation's failure as the API reports it.
@@ -156,6 +192,8 @@ pub struct Agent {
     commit_lock: tokio::sync::Mutex<()>,
     uploads: Mutex<HashMap<String, Arc<Mutex<UploadSession>>>>,
     pub push_progress: Arc<PushProgress>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
     tokens: Vec<(String, Caller)>,
     clock: Box<dyn Fn() -> Timestamp + Send + Sync>,
 }
@@ -219,6 +257,7 @@ impl Agent {
             commit_lock: tokio::sync::Mutex::new(()),
             uploads: Mutex::new(HashMap::new()),
             push_progress: Arc::new(PushProgress::default()),
+            metrics: Metrics::default(),
             tokens,
             clock,
         };
@@ -242,6 +281,7 @@ impl Agent {
             .map(|(_, c)| c.clone())
     }
 
+    /// Appends an audit record and counts it for `/metrics`.
     pub fn record(
         &self,
         caller: &str,
@@ -251,6 +291,7 @@ impl Agent {
         code: Option<&str>,
         detail: Option<String>,
     ) {
+        self.metrics.observe(action, outcome, code);
         let r = AuditRecord {
             time: self.now(),
             token: caller.to_owned(),
@@ -827,15 +868,18 @@ impl Agent {
         let result = push_images(&target, &m.images, &blobs, PUSH_PARALLELISM, self.push_progress.clone()).await;
         let seconds = started.elapsed().as_secs_f64();
         match result {
-            Ok(r) => Ok(PushSummary {
-                blobs_uploaded: r.blobs_uploaded,
-                blobs_skipped: r.blobs_skipped,
-                bytes_uploaded: r.bytes_uploaded,
-                manifests_pushed: r.manifests_pushed,
-                tags_pushed: r.tags_pushed,
-                seconds,
-                error: None,
-            }),
+            Ok(r) => {
+                self.metrics.add_image_bytes_pushed(r.bytes_uploaded);
+                Ok(PushSummary {
+                    blobs_uploaded: r.blobs_uploaded,
+                    blobs_skipped: r.blobs_skipped,
+                    bytes_uploaded: r.bytes_uploaded,
+                    manifests_pushed: r.manifests_pushed,
+                    tags_pushed: r.tags_pushed,
+                    seconds,
+                    error: None,
+                })
+            }
             Err(e) => {
                 if let Some((entry, expected, problem)) = corrupt_entry(&e) {
                     let reason = format!("entry {entry} (expected {expected}) {problem}");
@@ -868,6 +912,114 @@ impl Agent {
         }
     }
 
+    /// Re-hashes every stored bundle end to end (the only full re-hash): head, signatures
+    /// against the trusted roots and every entry, integrity only — expiry and minSequence do
+    /// not matter for what is already stored. A bundle that fails is marked corrupt in the
+    /// index, naming the entry; one marked earlier that now verifies has its mark cleared.
+    /// Bundles are checked one at a time, each under the commit lock, so no import replaces
+    /// a file while it is read.
+    pub async fn verify_store(&self, caller: &Caller) -> Result<StoreCheck, ServiceError> {
+        let mut bundles = Vec::new();
+        for listed in self.store.list() {
+            let _guard = self.commit_lock.lock().await;
+            // Retention or a replacing import may have removed it meanwhile.
+            let Some(stored) = self.store.get(&listed.identity) else {
+                continue;
+            };
+            let path = self.store.path_of(&stored.identity);
+            let trusted = self.trust_state().trusted_roots();
+            let started = std::time::Instant::now();
+            let result = tokio::task::spawn_blocking(move || {
+                schemas::verified::verify_file(&path, trusted, schemas::policy::Policy::integrity_only(), |_| {})
+            })
+            .await
+            .map_err(internal)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let problem = match result {
+                Ok(v) if v.head().identity() == stored.identity => None,
+                Ok(v) => Some((
+                    None,
+                    format!("the file holds bundle {}, not {}", v.head().identity(), stored.identity),
+                )),
+                Err(schemas::verified::VerifyError::Refused(r)) => Some((refused_entry(&r), r.to_string())),
+                Err(e) => Some((None, crate::error_chain(&e))),
+            };
+            let version = stored.version.clone();
+            let check = match problem {
+                None => {
+                    if let Some(old) = &stored.corrupt {
+                        self.store.clear_corrupt(&stored.identity).map_err(internal)?;
+                        self.record(
+                            &caller.name,
+                            "verify-store",
+                            Some(version.clone()),
+                            "warning",
+                            Some("corrupt_mark_cleared"),
+                            Some(format!(
+                                "{} verifies end to end; its earlier corrupt mark ({old}) is cleared",
+                                stored.identity
+                            )),
+                        );
+                    }
+                    BundleCheck {
+                        version,
+                        sequence: stored.sequence,
+                        identity: stored.identity,
+                        size: stored.size,
+                        intact: true,
+                        entry: None,
+                        problem: None,
+                        seconds,
+                    }
+                }
+                Some((entry, problem)) => {
+                    // The refusal's message names the entry when it has one.
+                    let reason = format!("{problem} (found by verify-store)");
+                    self.store
+                        .mark_corrupt(&stored.identity, reason.clone())
+                        .map_err(internal)?;
+                    self.record(
+                        &caller.name,
+                        "verify-store",
+                        Some(version.clone()),
+                        "failed",
+                        Some("stored_bundle_corrupt"),
+                        Some(format!("{}: {reason}", stored.identity)),
+                    );
+                    BundleCheck {
+                        version,
+                        sequence: stored.sequence,
+                        identity: stored.identity,
+                        size: stored.size,
+                        intact: false,
+                        entry,
+                        problem: Some(problem),
+                        seconds,
+                    }
+                }
+            };
+            bundles.push(check);
+        }
+        let corrupt = bundles.iter().filter(|b| !b.intact).count();
+        let intact = bundles.len() - corrupt;
+        self.record(
+            &caller.name,
+            "verify-store",
+            None,
+            "ok",
+            None,
+            Some(format!(
+                "{} bundles re-hashed: {intact} intact, {corrupt} corrupt",
+                bundles.len()
+            )),
+        );
+        Ok(StoreCheck {
+            intact,
+            corrupt,
+            bundles,
+        })
+    }
+
     fn registry_target(&self) -> Result<RegistryTarget, String> {
         let r = &self.config.registry;
         let credentials = match (&r.username, &r.password_file) {
@@ -884,6 +1036,21 @@ impl Agent {
             ca_pem: r.ca_file.clone(),
             insecure_http: r.insecure,
         })
+    }
+}
+
+/// The archive entry a refusal names, if it names one.
+fn refused_entry(r: &schemas::Refusal) -> Option<String> {
+    use schemas::Refusal as R;
+    match r {
+        R::DigestMismatch { path, .. }
+        | R::EntrySizeMismatch { path, .. }
+        | R::NonCanonicalHeader { path, .. }
+        | R::HeaderChecksum { path, .. }
+        | R::NonZeroPadding { path, .. }
+        | R::MetadataTooLarge { path, .. }
+        | R::MetadataInvalid { path, .. } => Some(path.clone()),
+        _ => None,
     }
 }
 

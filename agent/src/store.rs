@@ -237,6 +237,18 @@ impl Store {
         *index = next;
         Ok(())
     }
+
+    /// Clears a corrupt mark: the whole file verified again (`verify-store`).
+    pub fn clear_corrupt(&self, identity: &Digest) -> std::io::Result<()> {
+        let mut index = self.lock();
+        let mut next = index.clone();
+        if let Some(b) = next.iter_mut().find(|b| b.identity == *identity) {
+            b.corrupt = None;
+        }
+        persist::write_json(&self.dir.join("index.json"), &next)?;
+        *index = next;
+        Ok(())
+    }
 }
 
 pub fn bundle_file(identity: &Digest) -> String {

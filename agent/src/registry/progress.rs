@@ -28,7 +28,7 @@ pub struct PushProgress {
 }
 
 /// A consistent-enough copy of [`PushProgress`] for the API (camelCase JSON).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PushSnapshot {
     pub running: bool,

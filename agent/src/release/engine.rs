@@ -37,6 +37,21 @@ pub struct EngineConfig {
     pub pull_host: String,
     /// `SEALIFT_AGENT_URL` for step Jobs.
     pub agent_url: Option<String>,
+    /// The agent's CA (PEM), mounted into step Jobs when the agent serves TLS under it.
+    pub agent_ca: Option<String>,
+}
+
+/// What a running step Job may ask the agent about itself (`GET /api/v1/step/context`).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepContext {
+    pub step: String,
+    pub job: String,
+    pub namespace: String,
+    pub operation: String,
+    pub revision: u32,
+    pub from_version: Option<String>,
+    pub to_version: String,
 }
 
 /// Why a request for an operation was refused before it started.
@@ -45,8 +60,9 @@ pub enum EngineError {
     #[error("version {version} is not imported; imported versions: {imported}")]
     NotImported { version: String, imported: String },
     #[error(
-        "{to} is older than the current version {from}. Downgrading may not be supported by the application's data; \
-         confirm with --allow-downgrade (spec.allowDowngradeTo: {to})"
+        "{to} is older than the current version {from}. Downgrading is not recommended without asking the vendor: \
+         the older version may not be backward compatible with data the newer one wrote, and the application may \
+         become unstable. To go ahead anyway: --allow-downgrade (spec.allowDowngradeTo: {to})"
     )]
     Downgrade { from: String, to: String },
     #[error("{0}")]
@@ -104,6 +120,8 @@ pub struct Engine {
     lease: LeaseLock,
     /// The operation running in this process.
     running: Mutex<Option<String>>,
+    /// Tokens of step Jobs running now (SHA-256 → what the step may know).
+    step_tokens: Mutex<std::collections::BTreeMap<String, StepContext>>,
     /// Generations of the resource written through the API, and by whom.
     requesters: Mutex<std::collections::BTreeMap<i64, String>>,
     status: tokio::sync::Mutex<SealiftReleaseStatus>,
@@ -144,6 +162,7 @@ impl Engine {
             lease,
             running: Mutex::new(None),
             requesters: Mutex::new(std::collections::BTreeMap::new()),
+            step_tokens: Mutex::new(std::collections::BTreeMap::new()),
             status: tokio::sync::Mutex::new(SealiftReleaseStatus::default()),
             progress,
         }))
@@ -172,14 +191,15 @@ impl Engine {
 
     /// Adopts the status found on the resource (after a restart).
     pub async fn adopt_status(&self, found: Option<SealiftReleaseStatus>) {
-        let mut s = self.status.lock().await;
-        if let Some(found) = found {
-            *s = found;
+        {
+            // What the resource says is what was last written: the base of later patches.
+            let mut s = self.status.lock().await;
+            *s = found.unwrap_or_default();
         }
-        s.revisions = self.history.summaries().unwrap_or_default();
-        if let Ok(Some(d)) = self.history.deployed() {
-            s.current_version = Some(d.version);
-        }
+        // Then what the store knows (a process killed after recording a revision but before
+        // writing the status leaves the resource behind the history).
+        let current = self.history.deployed().ok().flatten().map(|d| d.version);
+        self.update_status(|s| s.current_version = current).await;
     }
 
     /// Changes the status and writes it to the resource as a JSON merge patch from the last
@@ -308,7 +328,8 @@ impl Engine {
 
     /// Writes version and flags to the resource in one merge patch, and remembers who asked
     /// for the generation it produced (a later `kubectl patch` is attributed to kubectl).
-    pub async fn patch_spec(&self, spec: Value, requested_by: &str) -> Result<(), EngineError> {
+    /// Returns the generation the patch produced.
+    pub async fn patch_spec(&self, spec: Value, requested_by: &str) -> Result<Option<i64>, EngineError> {
         let patched = self
             .api()
             .patch(
@@ -329,7 +350,17 @@ impl Engine {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(generation, requested_by.to_owned());
         }
-        Ok(())
+        Ok(patched.metadata.generation)
+    }
+
+    /// The context of the step Job holding `token`, while it runs.
+    pub fn step_context(&self, token: &str) -> Option<StepContext> {
+        let hash = jobs::token_hash(token);
+        self.step_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned()
     }
 
     /// Who wrote `generation` through the API; `kubectl` for any other writer.
@@ -477,6 +508,7 @@ impl Engine {
             requested_by: requested_by.to_owned(),
             started: Timestamp::now(),
             started_jobs: vec![],
+            warnings: vec![],
             done: vec![],
             plan: None,
             applied: BTreeSet::new(),
@@ -648,6 +680,10 @@ impl Engine {
                 .await
                 .map_err(StepFailure::at(Step::Preflight))?;
             op.done.push(Step::Preflight);
+            // Values generated for this site are kept from now on, whatever the outcome.
+            if !plan.generated.is_empty() {
+                planner::keep_generated(self, &plan.generated).map_err(StepFailure::at(Step::Persist))?;
+            }
             op.plan = Some(plan);
             op.done.push(Step::Persist);
             self.ops
@@ -760,7 +796,30 @@ impl Engine {
                 .map(|s| Duration::from_secs(s + 30))
                 .unwrap_or(self.cfg.job_timeout_floor)
                 .max(self.cfg.job_timeout_floor);
-            match jobs::run_job(&self.cluster, &job.object, timeout, self.cfg.poll).await {
+            if let Some(hash) = &job.token_sha256 {
+                let previous = match op.previous {
+                    Some(n) => self.history.get(n).ok().flatten().map(|r| r.version),
+                    None => None,
+                };
+                let context = StepContext {
+                    step: job.id.clone(),
+                    job: key.name.clone(),
+                    namespace: key.namespace.clone(),
+                    operation: op.kind.as_str().to_owned(),
+                    revision: op.revision,
+                    from_version: previous,
+                    to_version: op.version.clone(),
+                };
+                self.step_tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(hash.clone(), context);
+            }
+            let result = jobs::run_job(&self.cluster, &job.object, timeout, self.cfg.poll).await;
+            if let Some(hash) = &job.token_sha256 {
+                self.step_tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(hash);
+            }
+            match result {
                 Ok(mut log) => {
                     log.step = job.id.clone();
                     op.step_logs.push(log);
@@ -1002,11 +1061,15 @@ impl Engine {
             s.left_behind = left;
         })
         .await;
-        let message = match op.kind {
+        let mut message = match op.kind {
             OperationKind::Uninstall => format!("{} is uninstalled", op.version),
             OperationKind::Rollback => format!("rolled back to {}; it is ready", op.version),
             _ => format!("{} is ready", op.version),
         };
+        for w in &op.warnings {
+            message.push_str("; warning: ");
+            message.push_str(w);
+        }
         self.event(false, "Succeeded", &format!("revision {}: {message}", op.revision))
             .await;
         self.set_state(Reason::Ready, &message, op.generation).await;
@@ -1138,6 +1201,10 @@ impl Engine {
             }
             Err(rollback_cause) => {
                 let message = format!("{cause}; rollback failed: {rollback_cause}");
+                let revision = self.revision_of(op, Outcome::Failed, &message);
+                if let Err(e) = self.history.write(&revision) {
+                    tracing::error!("cannot record revision {}: {e}", revision.revision);
+                }
                 self.agent.record(
                     &op.requested_by,
                     "rollback",
@@ -1160,19 +1227,26 @@ impl Engine {
         let cause = op.failure.as_ref().map(|f| f.cause.clone()).unwrap_or_default();
         let mut progress = op.rollback.clone().unwrap_or_default();
         let plan = op.plan.clone().unwrap_or_default();
-        // An irreversible migration that ran blocks the automatic rollback.
-        let ran: Vec<&PlannedJob> = plan
-            .jobs
-            .iter()
-            .filter(|j| !j.hook && op.step_logs.iter().any(|l| l.step == j.id && l.outcome == "succeeded"))
-            .collect();
-        if let Some(irreversible) = ran.iter().find(|j| !j.reversible) {
-            let revision = self.revision_of(op, Outcome::Failed, &cause);
-            let _ = self.history.write(&revision);
+        // An irreversible migration that completed blocks the automatic rollback.
+        let completed = |id: &str| op.step_logs.iter().any(|l| l.step == id && l.outcome == "succeeded");
+        if let Some(irreversible) = plan.jobs.iter().find(|j| !j.hook && !j.reversible && completed(&j.id)) {
             return Err(format!(
                 "the irreversible migration {} already ran; automatic rollback is blocked (restore the pre-upgrade backup)",
                 irreversible.id
             ));
+        }
+        // Migrations that ran — completed, or failed part-way — in the order they ran; their
+        // down steps run newest first.
+        let mut ran: Vec<&PlannedJob> = Vec::new();
+        for log in &op.step_logs {
+            if !matches!(log.outcome.as_str(), "succeeded" | "failed") {
+                continue;
+            }
+            if let Some(job) = plan.jobs.iter().find(|j| !j.hook && j.id == log.step)
+                && !ran.iter().any(|r| r.id == job.id)
+            {
+                ran.push(job);
+            }
         }
         for job in ran.iter().rev() {
             if progress.down_steps_done.contains(&job.id) {

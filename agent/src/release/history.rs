@@ -51,7 +51,7 @@ impl std::fmt::Display for ObjectKey {
 }
 
 /// How an operation ended for its revision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Pending,
@@ -76,7 +76,7 @@ impl Outcome {
 }
 
 /// A migration step or hook that ran, with its log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepLog {
     pub step: String,
@@ -88,18 +88,21 @@ pub struct StepLog {
 }
 
 /// Everything one revision applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
     pub revision: u32,
     pub version: String,
     pub sequence: u64,
+    #[schema(value_type = String)]
     pub bundle: Digest,
     /// `install`, `upgrade`, `rollback`, `uninstall`.
     pub operation: String,
     pub outcome: Outcome,
+    #[schema(value_type = String)]
     pub started: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub finished: Option<Timestamp>,
     #[serde(default)]
     pub reason: String,
@@ -125,7 +128,7 @@ pub struct Revision {
     pub jobs: Vec<crate::release::operation::PlannedJob>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppliedObject {
     pub wave: String,
@@ -152,6 +155,44 @@ impl Revision {
             })
             .map(|j| j.id.clone())
             .collect()
+    }
+
+    /// The revision as the API shows it: Secret values and step tokens replaced by
+    /// `<redacted>` (the full record stays in the agent's store).
+    pub fn redacted(&self) -> Revision {
+        fn hide_step_token(job: &mut Value) {
+            for c in job
+                .pointer_mut("/spec/template/spec/containers")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                for e in c["env"].as_array_mut().into_iter().flatten() {
+                    if e["name"] == "SEALIFT_STEP_TOKEN" {
+                        e["value"] = Value::String("<redacted>".into());
+                    }
+                }
+            }
+        }
+        let mut r = self.clone();
+        for a in &mut r.applied {
+            if a.object["kind"] == "Secret" {
+                for field in ["data", "stringData"] {
+                    if let Some(m) = a.object.get_mut(field).and_then(Value::as_object_mut) {
+                        for v in m.values_mut() {
+                            *v = Value::String("<redacted>".into());
+                        }
+                    }
+                }
+            }
+        }
+        for j in &mut r.jobs {
+            hide_step_token(&mut j.object);
+            if let Some(d) = j.down.as_mut() {
+                hide_step_token(d);
+            }
+        }
+        r
     }
 
     pub fn inventory(&self) -> Vec<ObjectKey> {

@@ -13,6 +13,35 @@ use crate::release::history::{ObjectKey, StepLog};
 /// Label on every Job the agent creates.
 pub const STEP_LABEL: &str = "sealift.dev/step";
 
+/// ConfigMap in the application namespace holding the agent's CA for step Jobs.
+pub const CA_CONFIG_MAP: &str = "sealift-agent-ca";
+/// Where step containers find the agent's CA.
+pub const CA_MOUNT_DIR: &str = "/etc/sealift";
+
+/// The ConfigMap carrying the agent's CA certificate into the application namespace.
+pub fn ca_config_map(namespace: &str, ca_pem: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": CA_CONFIG_MAP,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "sealift"},
+        },
+        "data": {"ca.crt": ca_pem},
+    })
+}
+
+/// A fresh token for one step Job (32 random bytes, hex).
+pub fn new_step_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// How a step token is kept: only its SHA-256.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 /// A Job name from parts, at most 63 characters, stable for the same parts.
 pub fn job_name(release: &str, step: &str, revision: u32, suffix: &str) -> String {
     let full = format!("{release}-{step}-r{revision}{suffix}");
@@ -36,6 +65,8 @@ pub struct JobContext<'a> {
     pub image: String,
     /// Extra environment (`SEALIFT_AGENT_URL`, …).
     pub env: Vec<EnvVar>,
+    /// Mount the agent's CA ConfigMap at [`CA_MOUNT_DIR`] (`SEALIFT_AGENT_CA` names the file).
+    pub mount_ca: bool,
 }
 
 /// The Job for a migration step (`down == true`: its down step).
@@ -86,6 +117,18 @@ pub fn migration_job(step: &MigrationStep, ctx: &JobContext<'_>, down: bool) -> 
         }
         if !t.tolerations.is_empty() {
             pod_spec["tolerations"] = json!(t.tolerations);
+        }
+    }
+    if ctx.mount_ca {
+        let mounts = container["volumeMounts"].as_array().cloned().unwrap_or_default();
+        let mut mounts = mounts;
+        mounts.push(json!({"name": "sealift-agent-ca", "mountPath": CA_MOUNT_DIR, "readOnly": true}));
+        container["volumeMounts"] = json!(mounts);
+        let mut volumes = pod_spec["volumes"].as_array().cloned().unwrap_or_default();
+        volumes.push(json!({"name": "sealift-agent-ca", "configMap": {"name": CA_CONFIG_MAP}}));
+        pod_spec["volumes"] = json!(volumes);
+        if let Some(env) = container["env"].as_array_mut() {
+            env.push(json!({"name": "SEALIFT_AGENT_CA", "value": format!("{CA_MOUNT_DIR}/ca.crt")}));
         }
     }
     pod_spec["containers"] = json!([container]);

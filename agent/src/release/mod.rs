@@ -18,6 +18,7 @@ pub mod values;
 pub async fn start(
     agent: std::sync::Arc<crate::service::Agent>,
     k: &crate::config::KubernetesConfig,
+    agent_ca: Option<String>,
 ) -> anyhow::Result<std::sync::Arc<engine::Engine>> {
     use anyhow::Context as _;
     let client = match &k.kubeconfig {
@@ -43,6 +44,7 @@ pub async fn start(
         poll: std::time::Duration::from_secs_f64(seconds(&k.poll_interval)),
         pull_host: agent.config.registry.pull_host(),
         agent_url: k.agent_url.clone(),
+        agent_ca,
     };
     controller::install_crd(&client)
         .await

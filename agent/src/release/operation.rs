@@ -123,7 +123,7 @@ impl Flags {
 }
 
 /// A migration step or Helm hook, as a Job (or hook object) ready to create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedJob {
     /// Step id (`add-column`) or hook object name.
@@ -141,6 +141,9 @@ pub struct PlannedJob {
     pub delete_policies: Vec<String>,
     /// A Helm hook (true) or a vendor migration step (false).
     pub hook: bool,
+    /// SHA-256 of the one-time token in the Job's `SEALIFT_STEP_TOKEN` (valid while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
 }
 
 /// What the operation will apply, fixed at `Persist`.
@@ -215,6 +218,9 @@ pub struct Operation {
     /// Objects kept by the deletion rule.
     #[serde(default)]
     pub left_behind: Vec<String>,
+    /// Shown in the final status and audited (a rollback target that is expired or revoked).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod api_surface;
 mod config;
 mod deploy;
 mod import;
@@ -9,5 +10,6 @@ mod push;
 mod refusals;
 mod release;
 mod release_resume;
+mod release_scenarios;
 mod restage;
 mod tls;

@@ -391,6 +391,14 @@ async fn install_upgrade_and_an_automatic_rollback() {
         "{image}"
     );
     assert!(c.get("v1", "Namespace", "namespaces", "", "sample").await.is_some());
+    // The password generated for this site is kept in the store for every later render.
+    let site: Value =
+        serde_json::from_slice(&std::fs::read(c.dir.path().join("store/release/site.json")).unwrap()).unwrap();
+    assert_eq!(
+        site["generated"]["adminPassword"].as_str().map(str::len),
+        Some(24),
+        "{site}"
+    );
 
     // Upgrade to 2.0.0 through kubectl's path: a merge patch of spec.version.
     let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), AGENT_NS, &release_resource());
