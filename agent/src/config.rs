@@ -46,6 +46,9 @@ pub struct KubernetesConfig {
     /// Interval between readiness checks; default 1s.
     #[serde(default = "default_poll")]
     pub poll_interval: String,
+    /// A wave in which nothing changed for this long fails as stalled; default 5m.
+    #[serde(default = "default_stall")]
+    pub stall_timeout: String,
     /// URL step Jobs reach the agent at (`SEALIFT_AGENT_URL`).
     #[serde(default)]
     pub agent_url: Option<String>,
@@ -59,6 +62,9 @@ fn default_wave_timeout() -> String {
 }
 fn default_poll() -> String {
     "1s".to_owned()
+}
+fn default_stall() -> String {
+    "5m".to_owned()
 }
 
 /// Where the listener's certificate comes from: files (`{certFile, keyFile}`), or a Secret
@@ -365,6 +371,7 @@ impl AgentConfig {
                 ("kubernetes.leaseDuration", &k.lease_duration),
                 ("kubernetes.waveTimeout", &k.wave_timeout),
                 ("kubernetes.pollInterval", &k.poll_interval),
+                ("kubernetes.stallTimeout", &k.stall_timeout),
             ] {
                 parse_seconds(value).map_err(|problem| err(key, problem))?;
             }

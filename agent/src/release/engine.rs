@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub wave_timeout: Duration,
     pub job_timeout_floor: Duration,
     pub poll: Duration,
+    /// A wave in which no object changed for this long fails as stalled.
+    pub stall_window: Duration,
     /// Host (and port) nodes pull images from.
     pub pull_host: String,
     /// `SEALIFT_AGENT_URL` for step Jobs.
@@ -670,8 +672,20 @@ impl Engine {
                         .await
                         .map_err(StepFailure::at(Step::Render))?
                 }
-                OperationKind::Rollback | OperationKind::Uninstall => {
+                OperationKind::Rollback => {
                     planner::from_history(self, op, previous.as_ref()).map_err(StepFailure::at(Step::Render))?
+                }
+                OperationKind::Uninstall => {
+                    let mut plan =
+                        planner::from_history(self, op, previous.as_ref()).map_err(StepFailure::at(Step::Render))?;
+                    // The release's pre-delete and post-delete hooks, rendered for this site.
+                    match planner::render(self, op, &verified, previous.as_ref()).await {
+                        Ok(rendered) => plan.jobs = rendered.jobs,
+                        Err(e) => op
+                            .warnings
+                            .push(format!("delete hooks not run: the release cannot be rendered: {e}")),
+                    }
+                    plan
                 }
             };
             op.done.push(Step::Render);
@@ -734,6 +748,12 @@ impl Engine {
                 self.run_jobs(op, "pre").await.map_err(fail)
             }
             Step::Apply => self.apply(op).await.map_err(fail),
+            // Uninstall: the inventory goes first, then the post-delete hooks run (Helm's order).
+            Step::PostHooks if op.kind == OperationKind::Uninstall => {
+                self.prune(op).await.map_err(StepFailure::at(Step::Prune))?;
+                self.run_jobs(op, "post").await.map_err(fail)
+            }
+            Step::Prune if op.kind == OperationKind::Uninstall => Ok(()),
             Step::PostHooks => self.run_jobs(op, "post").await.map_err(fail),
             Step::Prune => self.prune(op).await.map_err(fail),
             Step::Record => Ok(()),
@@ -841,8 +861,12 @@ impl Engine {
                     }
                     let when = match (phase, op.kind) {
                         ("pre", OperationKind::Install) => "pre-install",
+                        ("pre", OperationKind::Uninstall) => "pre-delete",
+                        ("pre", OperationKind::Rollback) => "pre-rollback",
                         ("pre", _) => "pre-upgrade",
                         (_, OperationKind::Install) => "post-install",
+                        (_, OperationKind::Uninstall) => "post-delete",
+                        (_, OperationKind::Rollback) => "post-rollback",
                         _ => "post-upgrade",
                     };
                     return Err(format!("{when} step {}: {e}", job.id));
@@ -867,6 +891,22 @@ impl Engine {
         for wave in &plan.waves {
             let objects: Vec<&AppliedObject> = plan.objects.iter().filter(|o| &o.wave == wave).collect();
             let total = objects.len() as u32;
+            // Objects whose Namespace or CRD this plan created could not be dry-run in
+            // preflight: every object of the wave is dry-run now, before the first is applied.
+            let mut refused = Vec::new();
+            for applied in &objects {
+                let key = ObjectKey::of(&applied.object).ok_or("object without a name")?;
+                let force = previous_inventory.contains(&key) || op.created.contains(&key);
+                if let Err(e) = self.cluster.apply(&applied.object, force, true).await {
+                    refused.push(e.to_string());
+                }
+            }
+            if !refused.is_empty() {
+                return Err(format!(
+                    "wave {wave}: server-side dry-run refused: {}",
+                    refused.join("; ")
+                ));
+            }
             let mut keys = Vec::new();
             for (i, applied) in objects.iter().enumerate() {
                 let key = ObjectKey::of(&applied.object).ok_or("object without a name")?;
@@ -899,6 +939,7 @@ impl Engine {
                 &keys,
                 self.cfg.wave_timeout,
                 self.cfg.poll,
+                self.cfg.stall_window,
                 |ready, total| {
                     counts = (ready, total);
                 },
@@ -1322,9 +1363,16 @@ impl Engine {
         }
         if let Some(prev) = &previous {
             let keys = prev.inventory();
-            rollout::wait_ready(&self.cluster, &keys, self.cfg.wave_timeout, self.cfg.poll, |_, _| {})
-                .await
-                .map_err(|e| format!("after rollback: {e}"))?;
+            rollout::wait_ready(
+                &self.cluster,
+                &keys,
+                self.cfg.wave_timeout,
+                self.cfg.poll,
+                self.cfg.stall_window,
+                |_, _| {},
+            )
+            .await
+            .map_err(|e| format!("after rollback: {e}"))?;
         }
         // Record: the failed revision, then a rollback revision re-deploying the previous one.
         let failed = self.revision_of(op, Outcome::Failed, &cause);

@@ -171,6 +171,9 @@ pub fn image_map(engine: &Engine, manifest: &Manifest) -> render::ImageMap {
 }
 
 fn step_applies(step: &schemas::release::Step, op: &Operation, from: Option<&str>) -> bool {
+    if !matches!(op.kind, OperationKind::Install | OperationKind::Upgrade) {
+        return false;
+    }
     let install = op.kind == OperationKind::Install;
     let phase_ok = match step.phase {
         StepPhase::PreInstall | StepPhase::PostInstall => install,
@@ -259,15 +262,15 @@ pub async fn render(
     let mut cluster_wave = Vec::new();
     let mut by_wave: BTreeMap<String, Vec<AppliedObject>> = BTreeMap::new();
     let mut jobs_out = Vec::new();
-    let install = op.kind == OperationKind::Install;
     for o in rendered.objects {
         let mut object = o.object.clone();
         set_namespace(engine, &mut object, &namespace, &crd_scopes).await?;
         if let Some(hook) = &o.hook {
-            let wanted = if install {
-                [HookEvent::PreInstall, HookEvent::PostInstall]
-            } else {
-                [HookEvent::PreUpgrade, HookEvent::PostUpgrade]
+            let wanted = match op.kind {
+                OperationKind::Install => [HookEvent::PreInstall, HookEvent::PostInstall],
+                OperationKind::Uninstall => [HookEvent::PreDelete, HookEvent::PostDelete],
+                OperationKind::Rollback => [HookEvent::PreRollback, HookEvent::PostRollback],
+                OperationKind::Upgrade => [HookEvent::PreUpgrade, HookEvent::PostUpgrade],
             };
             for (phase, event) in [("pre", wanted[0]), ("post", wanted[1])] {
                 if hook.events.contains(&event) {

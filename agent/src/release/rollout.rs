@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::release::cluster::{Cluster, ClusterError};
 use crate::release::history::ObjectKey;
-use crate::release::readiness::{Assessment, assess, pod_selector};
+use crate::release::readiness::{Assessment, Fingerprint, StallDetector, assess, pod_selector};
 
 /// Kinds whose pods are inspected for fail-fast reasons.
 const POD_OWNERS: [&str; 5] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
@@ -57,10 +57,16 @@ pub async fn delete_under_rule(
 
 /// The state of one object as readiness sees it.
 pub async fn assess_object(cluster: &Cluster, key: &ObjectKey) -> Result<Assessment, ClusterError> {
+    Ok(observe_object(cluster, key).await?.0)
+}
+
+/// The assessment of one object and a fingerprint of its progress (for the stall detector).
+async fn observe_object(cluster: &Cluster, key: &ObjectKey) -> Result<(Assessment, Fingerprint), ClusterError> {
     let Some(live) = cluster.get(key).await? else {
-        return Ok(Assessment::InProgress {
+        let missing = Assessment::InProgress {
             reason: "not found".into(),
-        });
+        };
+        return Ok((missing, Fingerprint::of(&Value::Null, &[])));
     };
     let pods = if POD_OWNERS.contains(&key.kind.as_str()) {
         match pod_selector(&live) {
@@ -70,7 +76,7 @@ pub async fn assess_object(cluster: &Cluster, key: &ObjectKey) -> Result<Assessm
     } else {
         Vec::new()
     };
-    Ok(assess(&live, &pods))
+    Ok((assess(&live, &pods), Fingerprint::of(&live, &pods)))
 }
 
 /// Why waiting for a set of objects ended without all being ready.
@@ -80,26 +86,34 @@ pub enum WaitError {
     Failed { object: String, reason: String },
     #[error("not ready after {seconds}s: {pending}")]
     Timeout { seconds: u64, pending: String },
+    #[error("{0}")]
+    Stalled(String),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
 }
 
-/// Waits until every object is Current; fails fast on a Failed one.
+/// Waits until every object is Current; fails fast on a Failed one, and when nothing in the
+/// set made progress for `stall_window` (or the whole wait exceeds `timeout`).
 /// `report(ready, total)` is called whenever the count changes.
 pub async fn wait_ready(
     cluster: &Cluster,
     keys: &[ObjectKey],
     timeout: Duration,
     poll: Duration,
+    stall_window: Duration,
     mut report: impl FnMut(u32, u32),
 ) -> Result<(), WaitError> {
     let started = Instant::now();
+    let mut stalls = StallDetector::new(stall_window);
     let total = keys.len() as u32;
     let mut last_ready = u32::MAX;
     loop {
         let mut pending = Vec::new();
+        let now = jiff::Timestamp::now();
         for key in keys {
-            match assess_object(cluster, key).await? {
+            let (assessment, fingerprint) = observe_object(cluster, key).await?;
+            stalls.observe(now, &key.to_string(), &assessment, &fingerprint);
+            match assessment {
                 Assessment::Current => {}
                 Assessment::Failed { reason } => {
                     return Err(WaitError::Failed {
@@ -117,6 +131,9 @@ pub async fn wait_ready(
         }
         if pending.is_empty() {
             return Ok(());
+        }
+        if let Some(stalled) = stalls.stalled(now) {
+            return Err(WaitError::Stalled(stalled.to_string()));
         }
         if started.elapsed() >= timeout {
             return Err(WaitError::Timeout {

@@ -505,6 +505,44 @@ async fn install_upgrade_and_an_automatic_rollback() {
     ] {
         assert!(reasons.iter().any(|r| r == reason), "no {reason} Event in {reasons:?}");
     }
+    // The real kubectl shows the printer columns.
+    let out = Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
+        .arg("--kubeconfig")
+        .arg(c.sim.kubeconfig_path())
+        .args(["get", "sealiftreleases", "-n", AGENT_NS])
+        .output()
+        .expect("kubectl 1.33 beside the machine's kubectl dispatcher");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "VERSION", "DESIRED", "READY", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    assert_eq!(&row[..4], ["sample-app", "2.0.0", "3.0.0", "False"], "{table}");
+
+    // Any other SealiftRelease is not this agent's: marked Stalled/Ignored, nothing done.
+    api.patch(
+        "intruder",
+        &PatchParams::apply("test"),
+        &Patch::Apply(json!({"apiVersion": "sealift.dev/v1alpha1", "kind": "SealiftRelease",
+            "metadata": {"name": "intruder", "namespace": AGENT_NS}, "spec": {"version": "1.0.0"}})),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let other = serde_json::to_value(api.get("intruder").await.unwrap()).unwrap();
+        if other["status"]["phase"] == "Stalled/Ignored" {
+            assert!(
+                condition(&other, "Stalled")["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("only SealiftRelease")
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{other}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // The failed generation is not retried by itself.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(c.history().await.len(), 4);
@@ -665,4 +703,52 @@ async fn rollback_disabled_retry_roll_forward_queue_manual_rollback_and_uninstal
     for action in ["retry", "rollback", "uninstall", "delete-release"] {
         assert!(audit.iter().any(|a| a["action"] == action), "no {action} in {audit:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_where_nothing_moves_fails_as_stalled_before_its_timeout() {
+    use agent::release::cluster::Cluster as Kube;
+    use agent::release::rollout::{WaitError, wait_ready};
+    let sim = kubesim::Simulator::start(kubesim::SimConfig::default()).await.unwrap();
+    let kube = Kube::new(sim.kube_client().unwrap());
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.dev"},
+        "spec": {"group": "example.dev", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    kube.apply(&crd, true, false).await.unwrap();
+    kube.apply(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+        true,
+        false,
+    )
+    .await
+    .unwrap();
+    kube.refresh_discovery();
+    // Its controller says "not ready" and never changes its mind.
+    let gadget = json!({"apiVersion": "example.dev/v1", "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": "app"},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Waiting", "message": "for a part"}]}});
+    kube.apply(&gadget, true, false).await.unwrap();
+    let key = agent::release::history::ObjectKey::of(&gadget).unwrap();
+    let started = Instant::now();
+    let err = wait_ready(
+        &kube,
+        &[key],
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        |_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, WaitError::Stalled(_)), "{err}");
+    assert!(err.to_string().contains("Gadget/app/g"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout ended it, not the stall"
+    );
 }

@@ -1214,3 +1214,58 @@ async fn downgrades_intermediate_releases_and_an_expired_bundle() {
         a["action"] == "rollback" && a["version"] == "1.0.0" && a["outcome"] == "ok"
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. Uninstall runs the release's pre-delete and post-delete hooks around the deletion
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_runs_delete_hooks_around_the_deletion_and_keeps_what_the_rule_keeps() {
+    let vendor = Vendor::new();
+    let markers = tempfile::tempdir().unwrap();
+    let d1 = sample_copy("1.0.0");
+    let hook = |event: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: sample-app-{event}\n  annotations:\n    \
+             \"helm.sh/hook\": {event}\nspec:\n  backoffLimit: 0\n  template:\n    metadata:\n      annotations:\n        \
+             sim.sealift.dev/exec: 'echo ran > \"$MARKER\"'\n    spec:\n      restartPolicy: Never\n      containers:\n        \
+             - name: hook\n          image: {{{{ include \"sample-app.image\" (dict \"root\" . \"component\" \"api\") | quote }}}}\n          \
+             env:\n            - name: MARKER\n              value: {}\n",
+            markers.path().join(event).display()
+        )
+    };
+    std::fs::write(
+        d1.path().join("chart/templates/delete-hooks.yaml"),
+        format!("{}---\n{}", hook("pre-delete"), hook("post-delete")),
+    )
+    .unwrap();
+    let v1 = vendor.build_spec(&spec(&d1), "1.0.0", 1);
+    let c = Cluster::start(&vendor).await;
+    c.import(&v1);
+    upgrade_ok(&c, "1.0.0", &[]).await;
+    assert!(
+        !markers.path().join("pre-delete").exists(),
+        "delete hooks do not run at install"
+    );
+
+    let out = c.cli_async(&["uninstall", "--yes"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let r = wait_for(&c, "the uninstall", |r| {
+        phase(r) == "Ready" && r["status"].get("currentVersion").is_none()
+    })
+    .await;
+    for event in ["pre-delete", "post-delete"] {
+        assert!(markers.path().join(event).exists(), "the {event} hook did not run: {r}");
+    }
+    assert!(
+        c.get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+            .await
+            .is_none(),
+        "the web Deployment is gone"
+    );
+    let left = r["status"]["leftBehind"].to_string();
+    assert!(left.contains("CustomResourceDefinition"), "{r}");
+    assert_eq!(
+        outcomes(&c.history().await).last().unwrap(),
+        &history_tuple("1.0.0", "uninstall", "uninstalled")
+    );
+}
