@@ -49,6 +49,9 @@ pub struct KubernetesConfig {
     /// A wave in which nothing changed for this long fails as stalled; default 5m.
     #[serde(default = "default_stall")]
     pub stall_timeout: String,
+    /// Longest time for an operation's steps in all (`1h`); then the failure policy runs.
+    #[serde(default = "default_operation_timeout")]
+    pub operation_timeout: String,
     /// URL step Jobs reach the agent at (`SEALIFT_AGENT_URL`).
     #[serde(default)]
     pub agent_url: Option<String>,
@@ -65,6 +68,9 @@ fn default_poll() -> String {
 }
 fn default_stall() -> String {
     "5m".to_owned()
+}
+fn default_operation_timeout() -> String {
+    "1h".to_owned()
 }
 
 /// Where the listener's certificate comes from: files (`{certFile, keyFile}`), or a Secret
@@ -372,6 +378,7 @@ impl AgentConfig {
                 ("kubernetes.waveTimeout", &k.wave_timeout),
                 ("kubernetes.pollInterval", &k.poll_interval),
                 ("kubernetes.stallTimeout", &k.stall_timeout),
+                ("kubernetes.operationTimeout", &k.operation_timeout),
             ] {
                 parse_seconds(value).map_err(|problem| err(key, problem))?;
             }

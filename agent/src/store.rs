@@ -121,6 +121,11 @@ impl Store {
         self.lock().iter().map(|b| b.size).sum()
     }
 
+    /// Free bytes on the store's volume beyond the reserve.
+    pub fn free_beyond_reserve(&self) -> std::io::Result<u64> {
+        Ok(free_bytes(&self.dir)?.saturating_sub(self.reserve_bytes))
+    }
+
     /// Refuses, before any blob is written, a bundle of `need` bytes that does not fit the
     /// volume (free space minus the reserve) or `maxBytes`.
     pub fn check_space(&self, need: u64) -> Result<(), ImportRefusal> {

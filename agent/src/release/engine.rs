@@ -35,6 +35,8 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// A wave in which no object changed for this long fails as stalled.
     pub stall_window: Duration,
+    /// The longest an operation's forward steps may take in all.
+    pub operation_timeout: Duration,
     /// Host (and port) nodes pull images from.
     pub pull_host: String,
     /// `SEALIFT_AGENT_URL` for step Jobs.
@@ -525,7 +527,7 @@ impl Engine {
             if let Some(r) = running.as_ref() {
                 return Err(EngineError::Busy(format!("{r} is running")));
             }
-            *running = Some(op.describe());
+            *running = Some(format!("{} (lease holder {})", op.describe(), self.cfg.identity));
         }
         let me = self.clone();
         tokio::spawn(async move { me.drive(op, false).await });
@@ -539,7 +541,7 @@ impl Engine {
         };
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            *running = Some(op.describe());
+            *running = Some(format!("{} (lease holder {})", op.describe(), self.cfg.identity));
         }
         tracing::info!(operation = %op.describe(), "resuming after a restart");
         let me = self.clone();
@@ -616,7 +618,17 @@ impl Engine {
                 step: f.step,
                 cause: f.cause,
             }),
-            None => self.forward(&mut op).await,
+            None => match tokio::time::timeout(self.cfg.operation_timeout, self.forward(&mut op)).await {
+                Ok(result) => result,
+                // Every step persisted what it did: the failure policy takes it from there.
+                Err(_) => Err(StepFailure {
+                    step: op.next_step().unwrap_or(Step::Record),
+                    cause: format!(
+                        "the operation did not finish within {}s (kubernetes.operationTimeout)",
+                        self.cfg.operation_timeout.as_secs()
+                    ),
+                }),
+            },
         };
         match outcome {
             Ok(()) => self.succeeded(&mut op).await,
@@ -921,10 +933,29 @@ impl Engine {
                     }
                 }
                 let force = previous_inventory.contains(&key) || op.created.contains(&key);
-                self.cluster
+                let before = if force {
+                    self.cluster.get(&key).await.map_err(|e| e.to_string())?
+                } else {
+                    None
+                };
+                let after = self
+                    .cluster
                     .apply(&applied.object, force, false)
                     .await
                     .map_err(|e| format!("applying {key}: {e}"))?;
+                if let Some(before) = before {
+                    for manager in rollout::fields_taken(&before, &after) {
+                        let note = format!("took fields of {key} that {manager} managed");
+                        tracing::warn!("{note}");
+                        self.event(true, "FieldsTaken", &note).await;
+                        op.step_logs.push(StepLog {
+                            step: "apply".into(),
+                            job: key.to_string(),
+                            outcome: "took-fields".into(),
+                            log: note,
+                        });
+                    }
+                }
                 op.applied.insert(key.clone());
                 self.save(op);
                 if key.kind == "CustomResourceDefinition" {

@@ -43,6 +43,7 @@ pub async fn start(
         job_timeout_floor: std::time::Duration::from_secs(60),
         poll: std::time::Duration::from_secs_f64(seconds(&k.poll_interval)),
         stall_window: std::time::Duration::from_secs_f64(seconds(&k.stall_timeout)),
+        operation_timeout: std::time::Duration::from_secs_f64(seconds(&k.operation_timeout)),
         pull_host: agent.config.registry.pull_host(),
         agent_url: k.agent_url.clone(),
         agent_ca,

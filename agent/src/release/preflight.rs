@@ -54,11 +54,26 @@ pub async fn run(
     {
         problems.push(e);
     }
+    if let Err(e) = store_space(engine, plan) {
+        problems.push(e);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The operation writes its plan and then a revision of about the same size to the store.
+fn store_space(engine: &Engine, plan: &Plan) -> Result<(), String> {
+    let need = 2 * serde_json::to_vec(plan).map(|b| b.len() as u64).unwrap_or(0) + (1 << 20);
+    let have = engine.agent.store.free_beyond_reserve().map_err(|e| e.to_string())?;
+    if need > have {
+        return Err(format!(
+            "not enough space in the store for the plan and its revision: need {need} bytes, have {have} (free space minus the reserve)"
+        ));
+    }
+    Ok(())
 }
 
 fn upgrade_path(

@@ -11,6 +11,35 @@ use crate::release::readiness::{Assessment, Fingerprint, StallDetector, assess, 
 /// Kinds whose pods are inspected for fail-fast reasons.
 const POD_OWNERS: [&str; 5] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"];
 
+/// Managers other than the agent whose fields (outside `status`) the apply that turned
+/// `before` into `after` took away.
+pub fn fields_taken(before: &Value, after: &Value) -> Vec<String> {
+    use crate::release::resource::FIELD_MANAGER;
+    let entries = |o: &Value| -> Vec<(String, Value)> {
+        o.pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| m["subresource"].as_str().is_none_or(str::is_empty))
+            .filter_map(|m| {
+                let manager = m["manager"].as_str()?;
+                (manager != FIELD_MANAGER).then(|| {
+                    (
+                        format!("{manager} ({})", m["operation"].as_str().unwrap_or("?")),
+                        m["fieldsV1"].clone(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let after = entries(after);
+    entries(before)
+        .into_iter()
+        .filter(|(who, fields)| !after.iter().any(|(w, f)| w == who && f == fields))
+        .map(|(who, _)| who)
+        .collect()
+}
+
 /// Why the deletion rule keeps an object, or `None` if it may be deleted.
 pub fn kept_by_rule(key: &ObjectKey, object: Option<&Value>) -> Option<&'static str> {
     match key.kind.as_str() {
@@ -157,6 +186,21 @@ mod tests {
             namespace: "ns".into(),
             name: "x".into(),
         }
+    }
+
+    #[test]
+    fn fields_taken_names_managers_that_lost_fields() {
+        let before = json!({"metadata": {"managedFields": [
+            {"manager": "sealift-agent", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "admin-tweak", "operation": "Apply", "fieldsV1": {"f:spec": {"f:paused": {}, "f:minReadySeconds": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "fieldsV1": {"f:status": {}}},
+        ]}});
+        let after = json!({"metadata": {"managedFields": [
+            {"manager": "sealift-agent", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:paused": {}}}},
+            {"manager": "admin-tweak", "operation": "Apply", "fieldsV1": {"f:spec": {"f:minReadySeconds": {}}}},
+        ]}});
+        assert_eq!(fields_taken(&before, &after), ["admin-tweak (Apply)"]);
+        assert!(fields_taken(&after, &after).is_empty());
     }
 
     #[test]

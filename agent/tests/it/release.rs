@@ -400,6 +400,35 @@ async fn install_upgrade_and_an_automatic_rollback() {
         "{site}"
     );
 
+    // Someone scales the web Deployment by hand (another field manager).
+    let deployments: Api<DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        "sample",
+        &kube::core::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    );
+    deployments
+        .patch(
+            "sample-app-web",
+            &PatchParams::apply("admin-tweak").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "sample-app-web", "namespace": "sample"}, "spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while c
+        .get("apps/v1", "Deployment", "deployments", "sample", "sample-app-web")
+        .await
+        .unwrap()["status"]["availableReplicas"]
+        != 5
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the hand-scaled web never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Upgrade to 2.0.0 through kubectl's path: a merge patch of spec.version.
     let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), AGENT_NS, &release_resource());
     api.patch(
@@ -429,6 +458,23 @@ async fn install_upgrade_and_an_automatic_rollback() {
     assert!(image_of(&web).contains("/sealift-sample/web@sha256:"));
     assert_ne!(image_of(&web), image, "the web image moved to 2.0.0");
     let v2_web = image_of(&web);
+    // The release's value wins over the hand edit, and taking the field is on record.
+    assert_eq!(web["spec"]["replicas"], 2);
+    let details: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/revisions/2", c.url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = details["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["outcome"] == "took-fields" && l["log"].as_str().unwrap().contains("admin-tweak"));
+    assert!(took, "{}", details["steps"]);
     // The pre-upgrade migration ran as a Job with a deterministic name.
     assert!(
         c.get("batch/v1", "Job", "jobs", "sample", "sample-app-add-column-r2")
