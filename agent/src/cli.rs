@@ -138,6 +138,15 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The site's patches of rendered objects: print them, or replace them from a JSON file
+    /// (`{"patches": [{"kind", "name", "patch"}], "allowRbacPatches": false}`).
+    Patches {
+        /// Replace the patches with this file's.
+        #[arg(long)]
+        set: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Print the `SealiftRelease` CustomResourceDefinition (YAML) the agent applies at start.
     Crd,
 }
@@ -337,6 +346,19 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Vars { command } => vars(command).await,
+        Command::Patches { set, remote } => {
+            let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
+            let v = match set {
+                Some(file) => {
+                    let body: serde_json::Value = serde_json::from_slice(&fs_err::read(&file)?)
+                        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
+                    client.put("/api/v1/patches", &body).await?
+                }
+                None => client.get("/api/v1/patches").await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
         Command::VerifyStore { remote } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
             let v = client
@@ -544,8 +566,15 @@ fn print_summary(s: &serde_json::Value) {
 
 /// Runs the HTTP API until SIGTERM or Ctrl-C.
 pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()> {
-    let cfg = AgentConfig::load(config)?;
+    let mut cfg = AgentConfig::load(config)?;
     let addr: SocketAddr = cfg.listen;
+    if let Some(tls) = crate::tls_bootstrap::implied(&cfg, insecure_listen) {
+        tracing::info!(
+            "listen {addr} is not loopback and no tls is configured: serving a self-signed certificate kept in Secret {}",
+            crate::tls_bootstrap::DEFAULT_SECRET
+        );
+        cfg.tls = Some(tls);
+    }
     if cfg.tls.is_none() && !addr.ip().is_loopback() {
         if !insecure_listen {
             bail!(

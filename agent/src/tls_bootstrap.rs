@@ -94,6 +94,21 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
+/// The Secret a self-signed certificate lives in when `tls` is not configured.
+pub const DEFAULT_SECRET: &str = "sealift-agent-tls";
+
+/// The `tls` an agent in a cluster uses when none is configured: listening beyond loopback
+/// with a `kubernetes` section, it issues (once) and serves a self-signed certificate kept in
+/// [`DEFAULT_SECRET`]. `--insecure-listen` keeps plain HTTP; loopback stays plain.
+pub fn implied(cfg: &AgentConfig, insecure_listen: bool) -> Option<TlsConfig> {
+    (cfg.tls.is_none() && cfg.kubernetes.is_some() && !cfg.listen.ip().is_loopback() && !insecure_listen).then(|| {
+        TlsConfig::SelfSigned(crate::config::SelfSignedTls {
+            secret: DEFAULT_SECRET.to_owned(),
+            hosts: vec![],
+        })
+    })
+}
+
 /// The listener's certificate as `tls` configures it (reading, or creating, the Secret of
 /// `selfSigned`); `None` without `tls`. Logs where it came from and its fingerprint.
 pub async fn load(cfg: &AgentConfig) -> Result<Option<ServerTls>> {

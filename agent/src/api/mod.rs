@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 pub mod events;
 pub mod observe;
 pub mod openapi;
+pub mod patches;
 pub mod release;
 pub mod step;
 pub mod variables;

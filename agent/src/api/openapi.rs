@@ -49,6 +49,8 @@ use crate::service::Agent;
         super::variables::list,
         super::variables::set,
         super::step::context,
+        super::patches::get,
+        super::patches::put,
     ),
     components(schemas(ErrorBody, crate::release::resource::Progress)),
     modifiers(&BearerAuth),

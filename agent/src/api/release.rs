@@ -38,6 +38,7 @@ pub fn router(agent: Arc<Agent>, engine: Arc<Engine>) -> Router {
         .route("/api/v1/events", get(super::events::events))
         .route("/api/v1/variables", get(super::variables::list))
         .route("/api/v1/variables/{name}", put(super::variables::set))
+        .route("/api/v1/patches", get(super::patches::get).put(super::patches::put))
         .with_state(Release { agent, engine })
 }
 

@@ -5,6 +5,7 @@ pub mod history;
 pub mod jobs;
 pub mod lease;
 pub mod operation;
+pub mod patches;
 pub mod planner;
 pub mod preflight;
 pub mod readiness;

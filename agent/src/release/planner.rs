@@ -35,6 +35,11 @@ pub struct SiteState {
     pub values: SiteValues,
     #[serde(default)]
     pub generated: GeneratedValues,
+    /// Merge patches for rendered objects (no new images; RBAC only if allowed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<crate::release::patches::SitePatch>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_rbac_patches: bool,
 }
 
 pub fn site_path(engine: &Engine) -> std::path::PathBuf {
@@ -234,8 +239,15 @@ pub async fn render(
         .clone()
         .unwrap_or_else(|| verified.metadata.variables.namespace.default.clone());
     let images = image_map(engine, manifest);
-    let rendered = render::render(&verified.metadata, manifest, resolved.values(), &namespace, &images)
+    let mut rendered = render::render(&verified.metadata, manifest, resolved.values(), &namespace, &images)
         .map_err(|e| e.to_string())?;
+    let pull_refs: Vec<String> = images.values().cloned().collect();
+    crate::release::patches::apply(
+        &mut rendered.objects,
+        &site.patches,
+        site.allow_rbac_patches,
+        &pull_refs,
+    )?;
     let signed = render::signed_documents(&verified.metadata.render).map_err(|e| e.to_string())?;
     let mut differences = Vec::new();
     for o in &rendered.objects {

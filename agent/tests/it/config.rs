@@ -136,3 +136,30 @@ fn serve_speaks_tls_with_the_configured_certificate() {
     assert!(String::from_utf8_lossy(&trusted.stdout).contains("VERSION"));
     assert_eq!(untrusted.status.code(), Some(1), "a client without the CA connected");
 }
+
+#[test]
+fn an_agent_in_a_cluster_listening_beyond_loopback_serves_a_self_signed_certificate() {
+    use agent::config::TlsConfig;
+    use agent::tls_bootstrap::{DEFAULT_SECRET, implied};
+    let load = |listen: &str, kubernetes: bool, tls: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut yaml = GOOD.replace("127.0.0.1:0", listen);
+        if kubernetes {
+            yaml.push_str("kubernetes: {namespace: sealift-system}\n");
+        }
+        yaml.push_str(tls);
+        AgentConfig::load(&write(dir.path(), &yaml)).unwrap()
+    };
+    // In a cluster, no tls, an open listener: a self-signed certificate in the default Secret.
+    let cfg = load("0.0.0.0:8443", true, "");
+    match implied(&cfg, false) {
+        Some(TlsConfig::SelfSigned(s)) => assert_eq!(s.secret, DEFAULT_SECRET),
+        other => panic!("{other:?}"),
+    }
+    // Not implied: with --insecure-listen, on loopback, outside a cluster, or with tls given.
+    assert!(implied(&cfg, true).is_none());
+    assert!(implied(&load("127.0.0.1:8443", true, ""), false).is_none());
+    assert!(implied(&load("0.0.0.0:8443", false, ""), false).is_none());
+    let files = "tls: {certFile: root.json, keyFile: root.json}\n";
+    assert!(implied(&load("0.0.0.0:8443", true, files), false).is_none());
+}

@@ -1269,3 +1269,58 @@ async fn uninstall_runs_delete_hooks_around_the_deletion_and_keeps_what_the_rule
         &history_tuple("1.0.0", "uninstall", "uninstalled")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 11. Site patches: applied after the variables; never a new image
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_patches_apply_and_one_bringing_an_image_is_refused_before_any_change() {
+    let vendor = Vendor::new();
+    let v1 = vendor.build("1.0.0", 1);
+    let v2 = vendor.build("2.0.0", 2);
+    let c = Cluster::start(&vendor).await;
+    c.import(&v1);
+    c.import(&v2);
+    let file = c.dir.path().join("patches.json");
+    std::fs::write(
+        &file,
+        json!({"patches": [{"kind": "Deployment", "name": "sample-app-web", "patch": {"spec": {"replicas": 3}}}]})
+            .to_string(),
+    )
+    .unwrap();
+    let out = c.cli_async(&["patches", "--set", &file.display().to_string()]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    upgrade_ok(&c, "1.0.0", &[]).await;
+    assert_eq!(web(&c).await["spec"]["replicas"], 3);
+    let rev = revision(&c, 1).await;
+    assert!(
+        string_list(&rev["differences"]).contains(&"Deployment sample-app-web: /spec/replicas".to_owned()),
+        "{}",
+        rev["differences"]
+    );
+
+    // A patch that brings an image the bundle does not hold: refused, nothing changes.
+    std::fs::write(
+        &file,
+        json!({"patches": [{"kind": "Deployment", "name": "sample-app-web", "patch": {"spec": {"template": {"spec":
+            {"containers": [{"name": "web", "image": "docker.io/library/nginx:latest"}]}}}}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = c.cli_async(&["patches", "--set", &file.display().to_string()]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let before = c.sim.snapshot();
+    let r = upgrade_fails(&c, "2.0.0", &[]).await;
+    let (reason, message) = stalled(&r);
+    assert_eq!(reason, "PreflightFailed", "{r}");
+    assert!(
+        message.contains("brings image docker.io/library/nginx:latest, which the bundle does not hold"),
+        "{message}"
+    );
+    let diff = app_diff(&before, &c.sim.snapshot());
+    assert!(diff.is_empty(), "a refused patch changed the cluster:\n{diff}");
+    let audit = c.audit().await;
+    audit_has(&audit, "the patch change", |a| {
+        a["action"] == "patches-set" && a["outcome"] == "ok"
+    });
+}
