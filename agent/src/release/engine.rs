@@ -1084,6 +1084,7 @@ impl Engine {
             steps: op.step_logs.clone(),
             left_behind: op.left_behind.clone(),
             jobs: plan.jobs,
+            sensitive: plan.sensitive,
         }
     }
 

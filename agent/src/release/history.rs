@@ -126,6 +126,9 @@ pub struct Revision {
     /// The plan's step Jobs (a later rollback runs the down steps of those that ran).
     #[serde(default)]
     pub jobs: Vec<crate::release::operation::PlannedJob>,
+    /// Where sensitive variables' values sit in `applied` (hidden by [`Revision::redacted`]).
+    #[serde(default)]
+    pub sensitive: Vec<crate::release::operation::SensitiveSlot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -184,6 +187,16 @@ impl Revision {
                         }
                     }
                 }
+            }
+        }
+        for slot in &self.sensitive {
+            if let Some(a) = r
+                .applied
+                .iter_mut()
+                .find(|a| ObjectKey::of(&a.object).as_ref() == Some(&slot.object))
+                && let Some(v) = a.object.pointer_mut(&slot.pointer)
+            {
+                *v = Value::String("<redacted>".into());
             }
         }
         for j in &mut r.jobs {
@@ -286,5 +299,43 @@ impl History {
     /// The last ten, newest first.
     pub fn summaries(&self) -> std::io::Result<Vec<RevisionSummary>> {
         Ok(self.all()?.iter().rev().take(10).map(Revision::summary).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn revisions_shown_by_the_api_hide_secrets_sensitive_slots_and_step_tokens() {
+        let rev: Revision = serde_json::from_value(json!({
+            "revision": 1, "version": "1.0.0", "sequence": 1,
+            "bundle": format!("sha256:{}", "0".repeat(64)),
+            "operation": "install", "outcome": "deployed", "started": "2026-01-01T00:00:00Z",
+            "appliedDigest": "sha256:x",
+            "applied": [
+                {"wave": "rest", "object": {"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "db", "namespace": "app"}, "data": {"pw": "c2VjcmV0"}}},
+                {"wave": "rest", "object": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "cfg", "namespace": "app"}, "data": {"DSN": "postgres://u:secret@db", "MODE": "fast"}}},
+            ],
+            "sensitive": [{"object": {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "app", "name": "cfg"},
+                "pointer": "/data/DSN"}],
+            "jobs": [{"id": "m", "phase": "pre", "weight": 0, "reversible": false, "hook": false,
+                "object": {"spec": {"template": {"spec": {"containers": [{"name": "step",
+                    "env": [{"name": "SEALIFT_STEP_TOKEN", "value": "t0ken"}, {"name": "X", "value": "1"}]}]}}}}}],
+        }))
+        .unwrap();
+        let shown = serde_json::to_string(&rev.redacted()).unwrap();
+        for hidden in ["c2VjcmV0", "postgres://u:secret@db", "t0ken"] {
+            assert!(!shown.contains(hidden), "{hidden} shown: {shown}");
+        }
+        assert!(
+            shown.contains("\"MODE\":\"fast\"") && shown.contains("\"value\":\"1\""),
+            "{shown}"
+        );
+        // The record on disk keeps everything.
+        assert!(serde_json::to_string(&rev).unwrap().contains("postgres://u:secret@db"));
     }
 }

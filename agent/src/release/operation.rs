@@ -161,6 +161,18 @@ pub struct Plan {
     /// Site secrets generated for this plan (kept in the agent's store).
     #[serde(default)]
     pub generated: BTreeMap<String, String>,
+    /// Where values of sensitive variables sit in the applied objects (hidden from the API).
+    #[serde(default)]
+    pub sensitive: Vec<SensitiveSlot>,
+}
+
+/// A JSON pointer in one applied object holding a sensitive variable's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SensitiveSlot {
+    #[schema(value_type = Object)]
+    pub object: ObjectKey,
+    pub pointer: String,
 }
 
 /// The state of the automatic rollback after a failure.

@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use crate::persist;
 use crate::release::engine::Engine;
+use crate::release::history::ObjectKey;
 use crate::release::history::{AppliedObject, Revision};
 use crate::release::jobs::{self, JobContext};
-use crate::release::operation::{Operation, OperationKind, Plan, PlannedJob};
+use crate::release::operation::{Operation, OperationKind, Plan, PlannedJob, SensitiveSlot};
 use crate::release::render::{self, HookEvent, Stage};
 use crate::release::values::{self, GeneratedValues, SiteValues};
 
@@ -248,6 +249,29 @@ pub async fn render(
         site.allow_rbac_patches,
         &pull_refs,
     )?;
+    // Where sensitive values land: every slot of a sensitive variable, by the object rendered
+    // from the slot's document.
+    let mut sensitive = Vec::new();
+    for v in verified
+        .metadata
+        .variables
+        .variables
+        .iter()
+        .filter(|v| v.declaration.sensitive)
+    {
+        for slot in &v.slots {
+            if let Some(o) = rendered.objects.iter().find(|o| o.document == slot.document) {
+                let mut object = o.object.clone();
+                set_namespace(engine, &mut object, &namespace, &BTreeMap::new()).await?;
+                if let Some(key) = ObjectKey::of(&object) {
+                    sensitive.push(SensitiveSlot {
+                        object: key,
+                        pointer: slot.pointer.clone(),
+                    });
+                }
+            }
+        }
+    }
     let signed = render::signed_documents(&verified.metadata.render).map_err(|e| e.to_string())?;
     let mut differences = Vec::new();
     for o in &rendered.objects {
@@ -394,6 +418,7 @@ pub async fn render(
         jobs: jobs_out,
         differences,
         generated,
+        sensitive,
     })
 }
 
@@ -534,6 +559,7 @@ pub fn from_history(engine: &Engine, op: &Operation, current: Option<&Revision>)
         waves,
         jobs: jobs_out,
         differences: source.differences.clone(),
+        sensitive: source.sensitive.clone(),
         generated: BTreeMap::new(),
     })
 }
