@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest as _;
 
-use crate::config::{AgentConfig, KubernetesConfig, SelfSignedTls, TlsConfig};
+use crate::config::{AgentConfig, SelfSignedTls, TlsConfig};
 
 /// Secret keys, as `kubernetes.io/tls` Secrets name them (`ca.crt` as cert-manager does).
 pub const CERT_KEY: &str = "tls.crt";
@@ -133,7 +133,7 @@ pub async fn load(cfg: &AgentConfig) -> Result<Option<ServerTls>> {
                 .kubernetes
                 .as_ref()
                 .context("tls.selfSigned needs the kubernetes section")?;
-            let client = client(k).await?;
+            let client = crate::release::kube_client(k).await?;
             let (tls, outcome) = ensure_secret(&client, &k.namespace, s).await?;
             match outcome {
                 Outcome::Created => tracing::info!(
@@ -361,20 +361,6 @@ pub fn issue(hosts: &[String], now: jiff::Timestamp) -> Result<Issued> {
 }
 
 /// A client for `kubernetes` (the kubeconfig it names, else in-cluster, else `KUBECONFIG`).
-async fn client(k: &KubernetesConfig) -> Result<kube::Client> {
-    match &k.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("kubernetes.kubeconfig {}", path.display()))?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-            Ok(kube::Client::try_from(config)?)
-        }
-        None => kube::Client::try_default()
-            .await
-            .context("no Kubernetes configuration: set kubernetes.kubeconfig, or run in a cluster"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

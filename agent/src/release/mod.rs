@@ -22,17 +22,7 @@ pub async fn start(
     agent_ca: Option<String>,
 ) -> anyhow::Result<std::sync::Arc<engine::Engine>> {
     use anyhow::Context as _;
-    let client = match &k.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("kubernetes.kubeconfig {}", path.display()))?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-            kube::Client::try_from(config)?
-        }
-        None => kube::Client::try_default()
-            .await
-            .context("no Kubernetes configuration: set kubernetes.kubeconfig, or run in a cluster")?,
-    };
+    let client = kube_client(k).await?;
     let seconds = |v: &str| crate::config::parse_seconds(v).unwrap_or(1.0);
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "sealift-agent".into());
     let cfg = engine::EngineConfig {
@@ -59,4 +49,21 @@ pub async fn start(
     engine.resume_if_any()?;
     tokio::spawn(controller::run(engine.clone()));
     Ok(engine)
+}
+
+/// The kube client `kubernetes` names: its kubeconfig, else the in-cluster service account or
+/// `KUBECONFIG`.
+pub async fn kube_client(k: &crate::config::KubernetesConfig) -> anyhow::Result<kube::Client> {
+    use anyhow::Context as _;
+    match &k.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("kubernetes.kubeconfig {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+            Ok(kube::Client::try_from(config)?)
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no Kubernetes configuration: set kubernetes.kubeconfig, or run in a cluster"),
+    }
 }
