@@ -245,6 +245,7 @@ async fn an_upgrade_killed_anywhere_ends_as_an_uninterrupted_one() {
         KillAt::AfterStep("PreHooks"),
         KillAt::Applied(2),
         KillAt::AfterStep("Apply"),
+        KillAt::AfterStep("PostHooks"),
         KillAt::AfterStep("Prune"),
     ] {
         let state = upgrade_killed_at(&vendor, &bundles, Some(at)).await;
@@ -268,4 +269,79 @@ async fn an_upgrade_killed_anywhere_ends_as_an_uninterrupted_one() {
         );
         assert_eq!(state, reference, "killed at {at:?}");
     }
+}
+
+/// Empties the registry's storage (as if it had been rebuilt) and starts it again.
+fn wipe(registry: &mut tests::registry::Registry) {
+    registry.kill().unwrap();
+    std::fs::remove_dir_all(registry.storage_dir()).unwrap();
+    std::fs::create_dir_all(registry.storage_dir()).unwrap();
+    registry.restart().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_killed_in_the_middle_of_its_image_push_resumes_it() {
+    use tests::oci_fixtures::{SyntheticImage, push_with_skopeo};
+    let vendor = Vendor::new();
+    // 2.0.0's api image made big enough (3 × 48 MiB) for a push to be caught half-way.
+    let big = SyntheticImage::new("sealift-sample/api", "2.0.0", &[48 << 20, 48 << 20, 48 << 20], 77)
+        .write_layout(&vendor.dir.path().join("big-api"))
+        .unwrap();
+    push_with_skopeo(&big, &vendor.registry, "sealift-sample/api:2.0.0").unwrap();
+    let v1 = vendor.build("1.0.0", 1);
+    let v2 = vendor.build("2.0.0", 2);
+    let mut c = Cluster::start_with_lease(&vendor, "2s").await;
+    c.import(&v1);
+    c.import(&v2);
+    let out = c.cli_async(&["upgrade", "1.0.0", "--wait"]).await;
+    assert!(out.status.success(), "{}", c.log());
+    // The cluster's registry was rebuilt: staging 2.0.0 has every blob to push again.
+    wipe(&mut c.target);
+    let out = c.cli_async(&["upgrade", "2.0.0"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let caught = loop {
+        let s: Value = http
+            .get(format!("{}/api/v1/status", c.url))
+            .bearer_auth(super::release::VIEWER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let (done, total) = (
+            s["push"]["bytesDone"].as_u64().unwrap(),
+            s["push"]["bytesTotal"].as_u64().unwrap(),
+        );
+        if s["push"]["running"] == true && done > 0 && done < total {
+            break (done, total);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no push in progress seen: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let mut agent = c.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    c.spawn_agent().await;
+    let r = wait_for(&c, "2.0.0 to be ready", |r| {
+        phase(r) == "Ready" && r["status"]["currentVersion"] == "2.0.0"
+    })
+    .await;
+    assert!(c.log().contains("resuming after a restart"), "{}", c.log());
+    assert_eq!(
+        outcomes(&c.history().await),
+        [
+            ("1.0.0".to_owned(), "install".to_owned(), "superseded".to_owned()),
+            ("2.0.0".to_owned(), "upgrade".to_owned(), "deployed".to_owned()),
+        ],
+        "killed with {caught:?} bytes pushed: {r}"
+    );
+    // Every image of 2.0.0 is in the registry again, byte for byte.
+    let raw = tests::oci_fixtures::skopeo_inspect_raw(&c.target, "sealift-sample/api:2.0.0").unwrap();
+    assert_eq!(schemas::Digest::of(&raw), big.digest);
 }
