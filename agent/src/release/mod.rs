@@ -1,5 +1,6 @@
 pub mod cluster;
 pub mod controller;
+pub mod crd_schema;
 pub mod engine;
 pub mod history;
 pub mod jobs;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::release::crd_schema;
 use crate::release::engine::Engine;
 use crate::release::history::{ObjectKey, Revision};
 use crate::release::operation::{Operation, OperationKind, Plan};
@@ -306,6 +307,26 @@ async fn dry_run(engine: &Engine, plan: &Plan, previous: Option<&Revision>) -> R
     for o in &plan.objects {
         let Some(key) = ObjectKey::of(&o.object) else { continue };
         if defined.contains(&key.kind) {
+            // Not served yet: checked offline against the CRD this plan installs (and dry-run
+            // by the server at the start of its wave).
+            let version = key
+                .api_version
+                .rsplit_once('/')
+                .map(|(_, v)| v)
+                .unwrap_or(&key.api_version);
+            let crd = plan.objects.iter().map(|c| &c.object).find(|c| {
+                c["kind"] == "CustomResourceDefinition"
+                    && c.pointer("/spec/names/kind").and_then(Value::as_str) == Some(key.kind.as_str())
+                    && c.pointer("/spec/group").and_then(Value::as_str) == Some(key.group())
+            });
+            match crd.and_then(|c| crd_schema::schema_for(c, version)) {
+                Some(schema) => {
+                    for p in crd_schema::problems(schema, &o.object) {
+                        errors.push(format!("{key}: {p} (checked against the bundle's CRD)"));
+                    }
+                }
+                None => errors.push(format!("{key}: the bundle's CRD does not serve version {version}")),
+            }
             continue;
         }
         if !key.namespace.is_empty() {

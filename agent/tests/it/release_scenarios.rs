@@ -1324,3 +1324,75 @@ async fn site_patches_apply_and_one_bringing_an_image_is_refused_before_any_chan
         a["action"] == "patches-set" && a["outcome"] == "ok"
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// 12. A failed install from nothing removes what it created, under the deletion rule
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_install_removes_what_it_created_and_keeps_what_the_rule_keeps() {
+    let vendor = Vendor::new();
+    let v3 = vendor.build("3.0.0", 3);
+    let c = Cluster::start(&vendor).await;
+    c.import(&v3);
+    let r = upgrade_fails(&c, "3.0.0", &[]).await;
+    let (reason, message) = stalled(&r);
+    assert_eq!(reason, "InstallFailed", "{r}");
+    assert!(message.contains("CrashLoopBackOff"), "{message}");
+    assert!(
+        message.ends_with("the objects this install created were removed"),
+        "{message}"
+    );
+    assert!(r["status"].get("currentVersion").is_none(), "{r}");
+    for (api_version, kind, plural, name) in [
+        ("apps/v1", "Deployment", "deployments", "sample-app-web"),
+        ("apps/v1", "Deployment", "deployments", "sample-app-api"),
+        ("apps/v1", "StatefulSet", "statefulsets", "sample-app-db"),
+        ("v1", "ConfigMap", "configmaps", "sample-app-config"),
+    ] {
+        assert!(
+            c.get(api_version, kind, plural, "sample", name).await.is_none(),
+            "{kind}/{name} left"
+        );
+    }
+    // The namespace the install created and the CRD stay (never deleted), and are listed.
+    assert!(c.get("v1", "Namespace", "namespaces", "", "sample").await.is_some());
+    assert!(
+        r["status"]["leftBehind"]
+            .to_string()
+            .contains("CustomResourceDefinition"),
+        "{r}"
+    );
+    assert_eq!(
+        outcomes(&c.history().await),
+        [history_tuple("3.0.0", "install", "failed")]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. A custom resource of a CRD the plan installs is checked offline in preflight
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_resource_breaking_its_new_crd_is_refused_in_preflight() {
+    let vendor = Vendor::new();
+    let d1 = sample_copy("1.0.0");
+    edit(
+        d1.path(),
+        "chart/templates/widget.yaml",
+        "  size: {{ .Values.widget.size }}\n",
+        "  size: {{ .Values.widget.size }}\n  shape: round\n",
+    );
+    let v1 = vendor.build_spec(&spec(&d1), "1.0.0", 1);
+    let c = Cluster::start(&vendor).await;
+    c.import(&v1);
+    let before = c.sim.snapshot();
+    let r = upgrade_fails(&c, "1.0.0", &[]).await;
+    let (reason, message) = stalled(&r);
+    assert_eq!(reason, "PreflightFailed", "{r}");
+    assert!(
+        message
+            .contains("Widget/sample/sample-app-widget: .spec.shape: unknown field (checked against the bundle's CRD)"),
+        "{message}"
+    );
+    let diff = app_diff(&before, &c.sim.snapshot());
+    assert!(diff.is_empty(), "a preflight refusal changed the cluster:\n{diff}");
+}
