@@ -161,7 +161,9 @@ fn default_skew() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistryConfig {
-    /// `https://registry.example:5000`; `http://` only with `insecure: true`.
+    /// Where the agent pushes: `https://registry.example:5000`; `http://` only with
+    /// `insecure: true`. Also accepted as `pushURL`.
+    #[serde(alias = "pushURL")]
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,

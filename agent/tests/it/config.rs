@@ -26,6 +26,16 @@ fn a_good_config_loads() {
     let cfg = AgentConfig::load(&write(dir.path(), GOOD)).unwrap();
     assert_eq!(cfg.store.max_bytes.0, 10 << 30);
     assert_eq!(cfg.skew_seconds(), 3600);
+    // Nodes pull from the host the agent pushes to unless pullHost says otherwise.
+    assert_eq!(cfg.registry.pull_host(), "registry.example:5000");
+    let yaml = GOOD.replace(
+        "registry: {url: https://registry.example:5000}",
+        "registry: {pushURL: https://push.example:5000, pullHost: pull.example}",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AgentConfig::load(&write(dir.path(), &yaml)).unwrap();
+    assert_eq!(cfg.registry.url, "https://push.example:5000");
+    assert_eq!(cfg.registry.pull_host(), "pull.example");
 }
 
 #[test]
