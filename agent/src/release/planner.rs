@@ -21,6 +21,8 @@ use crate::release::values::{self, GeneratedValues, SiteValues};
 
 /// The wave of Namespaces and CRDs, applied before the bundle's waves.
 pub const CLUSTER_WAVE: &str = "cluster";
+/// The wave of configuration objects no declared wave selected, applied right after.
+pub const CONFIG_WAVE: &str = "config";
 
 /// A bundle verified for this operation, with its metadata.
 pub struct Verified {
@@ -343,6 +345,36 @@ pub async fn render(
         waves.push(CLUSTER_WAVE.to_owned());
         objects.extend(cluster_wave);
     }
+    // What workloads read — ConfigMaps, Secrets, ServiceAccounts, RBAC, PVCs, Services: every
+    // kind Helm installs before workloads — that no declared wave selected goes before the
+    // declared waves, not after them with the implicit `rest` (a Deployment whose ConfigMap
+    // does not exist yet fails with CreateContainerConfigError).
+    let first_workload = render::install_order_key("DaemonSet").0;
+    let mut config = Vec::new();
+    for (name, list) in by_wave.iter_mut() {
+        if verified
+            .metadata
+            .migrations
+            .waves
+            .iter()
+            .any(|w| &w.name == name && !w.select.is_empty())
+        {
+            continue;
+        }
+        let (before, after): (Vec<AppliedObject>, Vec<AppliedObject>) = std::mem::take(list)
+            .into_iter()
+            .partition(|a| render::install_order_key(a.object["kind"].as_str().unwrap_or("")).0 < first_workload);
+        *list = after;
+        config.extend(before.into_iter().map(|a| AppliedObject {
+            wave: CONFIG_WAVE.to_owned(),
+            object: a.object,
+        }));
+    }
+    by_wave.retain(|_, list| !list.is_empty());
+    if !config.is_empty() {
+        waves.push(CONFIG_WAVE.to_owned());
+        objects.extend(config);
+    }
     for w in &verified.metadata.migrations.waves {
         if let Some(list) = by_wave.remove(&w.name) {
             waves.push(w.name.clone());
@@ -547,11 +579,13 @@ pub fn from_history(engine: &Engine, op: &Operation, current: Option<&Revision>)
             waves.push(a.wave.clone());
         }
     }
-    // Reverse wave order, except that Namespaces and CRDs still come first.
+    // Reverse wave order, except that Namespaces and CRDs, then configuration, still come first.
     waves.reverse();
-    if let Some(i) = waves.iter().position(|w| w == CLUSTER_WAVE) {
-        let w = waves.remove(i);
-        waves.insert(0, w);
+    for first in [CONFIG_WAVE, CLUSTER_WAVE] {
+        if let Some(i) = waves.iter().position(|w| w == first) {
+            let w = waves.remove(i);
+            waves.insert(0, w);
+        }
     }
     Ok(Plan {
         namespace: namespace_of(&source),

@@ -399,6 +399,38 @@ async fn install_upgrade_and_an_automatic_rollback() {
         Some(24),
         "{site}"
     );
+    // …and never shown: a viewer reading the revision sees no Secret value nor step token.
+    let password = site["generated"]["adminPassword"].as_str().unwrap().to_owned();
+    let details = reqwest::Client::new()
+        .get(format!("{}/api/v1/revisions/1", c.url))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&password);
+    assert!(details.contains("\"kind\":\"Secret\""), "{details}");
+    assert!(
+        !details.contains(&password) && !details.contains(&encoded),
+        "a secret value is shown"
+    );
+    assert!(details.contains("<redacted>"));
+    // What workloads read goes before them: no declared wave selected the ConfigMap, yet it
+    // is applied in the `config` wave, ahead of the declared waves.
+    let applied: Value = serde_json::from_str(&details).unwrap();
+    let position = |kind: &str, name: &str| {
+        applied["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|a| a["object"]["kind"] == kind && a["object"]["metadata"]["name"] == name)
+            .unwrap()
+    };
+    assert!(position("ConfigMap", "sample-app-config") < position("Deployment", "sample-app-web"));
+    assert!(position("Secret", "sample-app-db") < position("StatefulSet", "sample-app-db"));
 
     // Someone scales the web Deployment by hand (another field manager).
     let deployments: Api<DynamicObject> = Api::namespaced_with(
