@@ -210,7 +210,7 @@ async fn reconcile(release: Arc<SealiftRelease>, engine: Arc<Engine>) -> Result<
             Some(format!("request {id}")),
         );
         engine.update_status(|s| s.handled_request = Some(id)).await;
-        let flags = flags_of(spec, true);
+        let flags = flags_of(spec);
         let started = match request.action {
             RequestAction::Retry => match spec.version.as_deref() {
                 Some(v) => {
@@ -281,7 +281,7 @@ async fn reconcile(release: Arc<SealiftRelease>, engine: Arc<Engine>) -> Result<
         OperationKind::Install
     };
     let by = engine.requester(generation);
-    let mut flags = flags_of(spec, false);
+    let mut flags = flags_of(spec);
     flags.allow_downgrade = allow_downgrade;
     if let Err(e) = engine.begin(kind, &version, flags, generation, &by) {
         tracing::info!("not starting {version}: {e}");
@@ -289,7 +289,8 @@ async fn reconcile(release: Arc<SealiftRelease>, engine: Arc<Engine>) -> Result<
     Ok(Action::requeue(Duration::from_secs(1)))
 }
 
-fn flags_of(spec: &SealiftReleaseSpec, _retry: bool) -> Flags {
+/// The operation flags the spec sets for the typed version.
+fn flags_of(spec: &SealiftReleaseSpec) -> Flags {
     Flags {
         disable_rollback: spec.disable_rollback,
         ignore_current_health: spec.ignore_current_health,
