@@ -1155,6 +1155,14 @@ impl Engine {
         }
     }
 
+    /// Records the operation's revision as failed (best effort: the status still tells).
+    fn record_failed_revision(&self, op: &Operation, reason: &str) {
+        let revision = self.revision_of(op, Outcome::Failed, reason);
+        if let Err(e) = self.history.write(&revision) {
+            tracing::error!("cannot record revision {}: {e}", revision.revision);
+        }
+    }
+
     /// The failure policy.
     async fn failed(&self, op: &mut Operation, f: StepFailure) {
         let cause = f.cause.clone();
@@ -1189,20 +1197,13 @@ impl Engine {
         };
         if matches!(op.kind, OperationKind::Rollback | OperationKind::Uninstall) {
             // A failed rollback or uninstall is not rolled back in turn.
-            let revision = self.revision_of(op, Outcome::Failed, &cause);
-            if let Err(e) = self.history.write(&revision) {
-                tracing::error!("cannot record revision: {e}");
-            }
+            self.record_failed_revision(op, &cause);
             self.agent.record(
                 &op.requested_by,
                 op.kind.as_str(),
                 Some(op.version.clone()),
                 "failed",
-                Some(if op.kind == OperationKind::Rollback {
-                    "rollback_failed"
-                } else {
-                    "uninstall_failed"
-                }),
+                Some(failure_code(op.kind)),
                 Some(cause.clone()),
             );
             let gen_ = op.generation;
@@ -1211,20 +1212,13 @@ impl Engine {
             return;
         }
         if op.flags.disable_rollback {
-            let revision = self.revision_of(op, Outcome::Failed, &cause);
-            if let Err(e) = self.history.write(&revision) {
-                tracing::error!("cannot record revision: {e}");
-            }
+            self.record_failed_revision(op, &cause);
             self.agent.record(
                 &op.requested_by,
                 op.kind.as_str(),
                 Some(op.version.clone()),
                 "failed",
-                Some(if op.kind == OperationKind::Install {
-                    "install_failed"
-                } else {
-                    "upgrade_failed"
-                }),
+                Some(failure_code(op.kind)),
                 Some(format!("{cause}; rollback disabled")),
             );
             let gen_ = op.generation;
@@ -1255,11 +1249,7 @@ impl Engine {
                     op.kind.as_str(),
                     Some(op.version.clone()),
                     "failed",
-                    Some(if op.kind == OperationKind::Install {
-                        "install_failed"
-                    } else {
-                        "upgrade_failed"
-                    }),
+                    Some(failure_code(op.kind)),
                     Some(message.clone()),
                 );
                 let left = op.left_behind.clone();
@@ -1274,10 +1264,7 @@ impl Engine {
             }
             Err(rollback_cause) => {
                 let message = format!("{cause}; rollback failed: {rollback_cause}");
-                let revision = self.revision_of(op, Outcome::Failed, &message);
-                if let Err(e) = self.history.write(&revision) {
-                    tracing::error!("cannot record revision {}: {e}", revision.revision);
-                }
+                self.record_failed_revision(op, &message);
                 self.agent.record(
                     &op.requested_by,
                     "rollback",
@@ -1448,6 +1435,16 @@ impl Engine {
             )),
         );
         Ok(Some(prev.version))
+    }
+}
+
+/// The audit code of a failed operation of `kind`.
+fn failure_code(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Install => "install_failed",
+        OperationKind::Upgrade => "upgrade_failed",
+        OperationKind::Rollback => "rollback_failed",
+        OperationKind::Uninstall => "uninstall_failed",
     }
 }
 
