@@ -83,12 +83,22 @@ pub enum Command {
         /// Start although the current release is not healthy.
         #[arg(long)]
         ignore_unhealthy: bool,
+        /// Skip the pre-upgrade backup (recorded in the revision).
+        #[arg(long)]
+        no_backup: bool,
         /// Wait until the operation ends; exit 1 if it did not reach VERSION.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
         remote: Remote,
     },
+    /// Backups: `create`, `list`, `status`, `delete`, `export`, `import`, `key`, `config`.
+    Backup {
+        #[command(subcommand)]
+        command: crate::backup_cli::BackupCommand,
+    },
+    /// Restore backup TIMESTAMP: re-deploys its version, then restores only its data.
+    Restore(crate::backup_cli::RestoreArgs),
     /// Run the failed operation for the typed version again.
     Retry {
         #[arg(long)]
@@ -261,6 +271,7 @@ async fn run(cli: Cli) -> Result<()> {
             disable_rollback,
             allow_downgrade,
             ignore_unhealthy,
+            no_backup,
             wait,
             remote,
         } => {
@@ -270,6 +281,7 @@ async fn run(cli: Cli) -> Result<()> {
                 "disableRollback": disable_rollback,
                 "allowDowngrade": allow_downgrade,
                 "ignoreUnhealthy": ignore_unhealthy,
+                "skipBackup": no_backup,
             });
             if allow_downgrade {
                 eprintln!("warning: downgrading to {version}; the application's data may not support it");
@@ -346,6 +358,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Vars { command } => vars(command).await,
+        Command::Backup { command } => crate::backup_cli::backup(command).await,
+        Command::Restore(args) => crate::backup_cli::restore(args).await,
         Command::Patches { set, remote } => {
             let client = Client::new(&remote.server, &remote.token, remote.ca.as_deref())?;
             let v = match set {
@@ -586,19 +600,17 @@ pub async fn serve(config: &std::path::Path, insecure_listen: bool) -> Result<()
     let tls = crate::tls_bootstrap::load(&cfg).await?;
     let kubernetes = cfg.kubernetes.clone();
     let agent = Arc::new(Agent::open(cfg)?);
-    let mut app = crate::api::router(agent.clone());
-    let mut started = None;
-    if let Some(k) = kubernetes {
-        let ca = tls
-            .as_ref()
-            .and_then(|t| t.ca_pem.as_ref())
-            .map(|pem| String::from_utf8_lossy(pem).into_owned());
-        let engine = crate::release::start(agent.clone(), &k, ca).await?;
-        app = app.merge(crate::api::release::router(agent.clone(), engine.clone()));
-        started = Some(engine.clone());
-        app = app.merge(crate::api::step::router(engine));
-    }
-    app = app.merge(crate::api::observe::router(agent.clone(), started));
+    let engine = match kubernetes {
+        Some(k) => {
+            let ca = tls
+                .as_ref()
+                .and_then(|t| t.ca_pem.as_ref())
+                .map(|pem| String::from_utf8_lossy(pem).into_owned());
+            Some(crate::release::start(agent.clone(), &k, ca).await?)
+        }
+        None => None,
+    };
+    let app = crate::api::app(agent, engine);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {

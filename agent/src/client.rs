@@ -169,6 +169,70 @@ impl Client {
         Self::check(resp).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
+    /// Streams `GET path` into `out` (written to a temporary file beside it, renamed at the
+    /// end). Returns the bytes written.
+    pub async fn download(&self, path: &str, out: &Path) -> Result<u64> {
+        use futures_util::StreamExt as _;
+        use std::io::Write as _;
+        let resp = self
+            .stream_http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        if !resp.status().is_success() {
+            Self::check(resp).await?;
+            bail!("unreachable: the answer was not a success");
+        }
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        let mut written = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.with_context(|| format!("the download of {path} broke off"))?;
+            file.write_all(&chunk)?;
+            written += chunk.len() as u64;
+        }
+        file.as_file().sync_all()?;
+        file.persist(out).map_err(|e| e.error)?;
+        Ok(written)
+    }
+
+    /// `POST path` with a file as the body.
+    pub async fn post_file(&self, path: &str, file: &Path, content_type: &str) -> Result<Value> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("cannot open {}", file.display()))?;
+        let len = f.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(file_chunks(f));
+        let resp = self
+            .stream_http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        Self::check(resp).await
+    }
+
     /// As [`Client::post`] for a call that may take longer than the usual 10 minutes (a full
     /// re-hash of the store): waits up to `timeout`.
     pub async fn post_waiting(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
@@ -334,6 +398,22 @@ fn head_entry_end(f: &mut fs_err::File, size: u64) -> Result<u64> {
     Ok(match parse(&header).size {
         Some(n) if n <= schemas::head::MAX_HEAD_BYTES => (BLOCK as u64 + n + padding(n)).min(size),
         _ => PART.min(size),
+    })
+}
+
+/// A file as a stream of 64 KiB chunks.
+fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
     })
 }
 

@@ -23,6 +23,82 @@ pub struct AgentConfig {
     /// The cluster the release engine manages. Absent: the agent only imports bundles.
     #[serde(default)]
     pub kubernetes: Option<KubernetesConfig>,
+    /// Backups of the application (used with `kubernetes`).
+    #[serde(default)]
+    pub backups: BackupsConfig,
+}
+
+/// `backups:` — where archives are kept, how they are signed and encrypted, and the first
+/// settings (afterwards kept in the agent's state and changed through the API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackupsConfig {
+    /// Directory of the archives; default `<store.dir>/backups` (on the agent's volume).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Initial `enableRegularBackups`.
+    #[serde(default)]
+    pub enable_regular_backups: bool,
+    /// Initial `backupFrequency`: 6-field cron, seconds first, UTC.
+    #[serde(default = "default_backup_frequency")]
+    pub backup_frequency: String,
+    /// Initial `backupRetentionCount`.
+    #[serde(default = "default_backup_retention")]
+    pub backup_retention_count: u32,
+    /// Initial `backupBeforeUpgrade`.
+    #[serde(default = "default_true")]
+    pub backup_before_upgrade: bool,
+    /// Secret in `kubernetes.namespace` holding the agent's archive-signing key (created at
+    /// first start).
+    #[serde(default = "default_backup_key_secret")]
+    pub key_secret: String,
+    /// Encryption at rest with an age identity kept in a Secret.
+    #[serde(default)]
+    pub encryption: Option<BackupEncryptionConfig>,
+    /// Public keys (PEM) of other agents whose archives this agent accepts.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+impl Default for BackupsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            enable_regular_backups: false,
+            backup_frequency: default_backup_frequency(),
+            backup_retention_count: default_backup_retention(),
+            backup_before_upgrade: true,
+            key_secret: default_backup_key_secret(),
+            encryption: None,
+            trusted_keys: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackupEncryptionConfig {
+    /// Secret in `kubernetes.namespace`.
+    pub secret: String,
+    /// Key of the Secret holding an `AGE-SECRET-KEY-1…` identity; default `age.key`.
+    #[serde(default = "default_age_key")]
+    pub key: String,
+}
+
+fn default_backup_frequency() -> String {
+    "0 0 0 * * *".to_owned()
+}
+fn default_backup_retention() -> u32 {
+    30
+}
+fn default_true() -> bool {
+    true
+}
+fn default_backup_key_secret() -> String {
+    "sealift-agent-backup-key".to_owned()
+}
+fn default_age_key() -> String {
+    "age.key".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +474,18 @@ impl AgentConfig {
             if s.secret.is_empty() {
                 return Err(err("tls.selfSigned.secret", "must not be empty".into()));
             }
+        }
+        if let Some(p) = cfg.backups.dir.as_mut() {
+            fix(p);
+        }
+        for (i, p) in cfg.backups.trusted_keys.iter_mut().enumerate() {
+            fix(p);
+            keys::PublicKey::load(&*p).map_err(|e| err(&format!("backups.trustedKeys[{i}]"), e.to_string()))?;
+        }
+        crate::backup::settings::check_frequency(&cfg.backups.backup_frequency)
+            .map_err(|problem| err("backups.backupFrequency", problem))?;
+        if cfg.backups.backup_retention_count == 0 {
+            return Err(err("backups.backupRetentionCount", "must be at least 1".into()));
         }
         if cfg.store.max_bytes.0 == 0 {
             return Err(err("store.maxBytes", "must be more than 0".into()));

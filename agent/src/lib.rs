@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
+pub mod backup_cli;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -17,6 +19,7 @@ pub mod service;
 pub mod store;
 pub mod tls_bootstrap;
 pub mod trust_state;
+pub mod web;
 
 /// An error and its causes on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

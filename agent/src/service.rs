@@ -765,6 +765,14 @@ impl Agent {
         Ok(self.summary(&v.head, v.size, v.size, false, pushed))
     }
 
+    /// Raises the trust state by a backup's (never lowering anything); returns the new state.
+    pub fn raise_trust(&self, other: &TrustState) -> std::io::Result<TrustState> {
+        let next = self.trust_state().raised_by(other);
+        persist::write_json(&self.store.dir().join("trust.json"), &next)?;
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        Ok(next)
+    }
+
     /// Moves the trust state forward with `head` (not for a restore target).
     fn accept(&self, head: &VerifiedHead, options: ImportOptions) -> Result<(), ServiceError> {
         if options.for_restore {

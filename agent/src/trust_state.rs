@@ -49,6 +49,25 @@ impl TrustState {
         )
     }
 
+    /// This state raised by `other` (a backup's): the longer root chain when it extends this
+    /// one, the higher sequence floor and clock floor, and per version the build with the
+    /// higher sequence. Nothing goes down.
+    pub fn raised_by(&self, other: &TrustState) -> Self {
+        let mut next = self.clone();
+        if other.roots.len() > next.roots.len() && other.roots.starts_with(&next.roots) {
+            next.roots = other.roots.clone();
+        }
+        next.min_sequence = next.min_sequence.max(other.min_sequence);
+        next.clock_floor = next.clock_floor.max(other.clock_floor);
+        for (version, build) in &other.versions {
+            let entry = next.versions.entry(version.clone()).or_insert_with(|| build.clone());
+            if build.sequence > entry.sequence {
+                *entry = build.clone();
+            }
+        }
+        next
+    }
+
     /// The state after accepting `head` at `now`: everything only moves forward.
     pub fn accept(&self, head: &VerifiedHead, now: Timestamp) -> Self {
         let m: &Manifest = head.manifest();
@@ -70,5 +89,51 @@ impl TrustState {
             };
         }
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(roots: &[u32], min_sequence: u64, floor: i64, versions: &[(&str, u64)]) -> TrustState {
+        TrustState {
+            roots: roots.iter().map(|v| (*v, format!("h{v}"))).collect(),
+            min_sequence,
+            clock_floor: Timestamp::from_unix(floor).unwrap(),
+            versions: versions
+                .iter()
+                .map(|(v, s)| {
+                    (
+                        (*v).to_owned(),
+                        AcceptedBuild {
+                            sequence: *s,
+                            identity: Digest::of(v.as_bytes()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn raising_never_lowers() {
+        let current = state(&[1, 2], 5, 2_000, &[("1.0.0", 3)]);
+        let older = state(&[1], 1, 1_000, &[("1.0.0", 1), ("0.9.0", 1)]);
+        let raised = current.raised_by(&older);
+        assert_eq!(raised.roots, current.roots);
+        assert_eq!(raised.min_sequence, 5);
+        assert_eq!(raised.clock_floor, current.clock_floor);
+        assert_eq!(raised.versions["1.0.0"].sequence, 3);
+        assert!(raised.versions.contains_key("0.9.0"));
+        let newer = state(&[1, 2, 3], 9, 3_000, &[("1.0.0", 4)]);
+        let raised = current.raised_by(&newer);
+        assert_eq!(raised.roots.len(), 3);
+        assert_eq!(raised.min_sequence, 9);
+        assert_eq!(raised.clock_floor.unix(), 3_000);
+        assert_eq!(raised.versions["1.0.0"].sequence, 4);
+        // A chain that does not extend ours is not adopted.
+        let forked = state(&[7, 8, 9], 0, 0, &[]);
+        assert_eq!(current.raised_by(&forked).roots, current.roots);
     }
 }

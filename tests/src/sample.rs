@@ -36,6 +36,63 @@ pub fn sample_spec(version: &str) -> PathBuf {
         .join("sealift.yaml")
 }
 
+/// What the sample database's backup step does in the API simulator (which runs a Job's
+/// `sim.sealift.dev/exec` command instead of its image): it sends a dump to the agent the
+/// way the real `sample-db dump` does, `PUT $SEALIFT_BACKUP_URL` with the step token.
+pub const SIM_DUMP: &str = r#"printf "sample-db dump for backup %s\n" "$SEALIFT_BACKUP" | curl -sf -X PUT --data-binary @- -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
+/// What its restore step does there: reads the dump back and checks it.
+pub const SIM_LOAD: &str =
+    r#"curl -sf -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL" | grep -q "sample-db dump""#;
+
+/// Gives the sample app's backup and restore steps in `dir/sealift.yaml` their simulator
+/// commands ([`SIM_DUMP`], [`SIM_LOAD`]); such a spec builds with
+/// `--allow-simulator-annotations` only.
+pub fn simulate_data_steps(dir: &Path) -> Result<()> {
+    let path = dir.join("sealift.yaml");
+    let text = fs_err::read_to_string(&path)?;
+    let dump_at = "        sample.sealift.dev/step: backup\n";
+    let load_at = "    command: [\"/usr/local/bin/sample-db\", \"load\", \"--in\", \"/backup/db.dump\"]\n    timeoutSeconds: 600\n";
+    anyhow::ensure!(
+        text.matches(dump_at).count() == 1 && text.matches(load_at).count() == 1,
+        "{} does not have the sample app's backup and restore steps",
+        path.display()
+    );
+    let text = text
+        .replace(
+            dump_at,
+            &format!("{dump_at}        sim.sealift.dev/exec: '{SIM_DUMP}'\n"),
+        )
+        .replace(
+            load_at,
+            &format!("{load_at}    podTemplate:\n      annotations:\n        sim.sealift.dev/exec: '{SIM_LOAD}'\n"),
+        );
+    fs_err::write(&path, text)?;
+    Ok(())
+}
+
+/// A copy of `testdata/sample-app/<version>` in `into` whose backup and restore steps run in
+/// the simulator; returns its build spec.
+pub fn simulated_spec(version: &str, into: &Path) -> Result<PathBuf> {
+    let from = sample_spec(version).parent().map(Path::to_path_buf).unwrap_or_default();
+    copy_dir(&from, into)?;
+    simulate_data_steps(into)?;
+    Ok(into.join("sealift.yaml"))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    fs_err::create_dir_all(to)?;
+    for entry in fs_err::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs_err::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The synthetic image of one component and version: two small layers; `web` is
 /// multi-arch (linux/amd64 + linux/arm64) so indexes are exercised.
 pub fn sample_image(component: &str, version: &str) -> SyntheticImage {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+pub mod backup;
 pub mod events;
 pub mod observe;
 pub mod openapi;
@@ -35,9 +36,22 @@ use crate::service::{Agent, Caller, ImportSummary, ServiceError, StoreCheck, Upl
 /// Bytes gathered from a request body before they go through the parser.
 const PART_BUFFER: usize = 4 << 20;
 
+/// Everything the agent serves: the import and store API, the page, and — with a release
+/// engine — the release, backup and step-Job endpoints; `/readyz` and `/metrics` always.
+pub fn app(agent: Arc<Agent>, engine: Option<Arc<crate::release::engine::Engine>>) -> Router {
+    let mut app = router(agent.clone()).merge(crate::web::router());
+    if let Some(engine) = &engine {
+        app = app
+            .merge(release::router(agent.clone(), engine.clone()))
+            .merge(backup::router(agent.clone(), engine.clone()))
+            .merge(step::router(engine.clone()));
+    }
+    app.merge(observe::router(agent, engine))
+}
+
 /// The import and store API, `/api/v1/openapi.json` and `/healthz`. The release endpoints
 /// ([`release::router`]) and `/readyz` with `/metrics` ([`observe::router`]) are merged
-/// beside it.
+/// beside it ([`app`]).
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/api/v1/uploads", post(create_upload))
@@ -487,10 +501,22 @@ pub struct StoreUsage {
     pub max_bytes: u64,
 }
 
+/// Who the token in the request belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerView {
+    /// The token's name in `agent.yaml`.
+    pub name: String,
+    /// `admin` (reads and mutates) or `viewer` (reads only).
+    pub role: String,
+}
+
 /// `GET /api/v1/status`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentStatus {
     pub product: String,
+    /// The caller, so a client (the web page) knows whether to offer mutations.
+    pub caller: CallerView,
     pub trust: TrustSummary,
     /// The last (or running) image push.
     pub push: PushSnapshot,
@@ -501,10 +527,14 @@ pub struct AgentStatus {
 #[utoipa::path(get, path = "/api/v1/status", tag = "store",
     responses((status = 200, body = AgentStatus), (status = 401, body = ErrorBody)))]
 async fn status(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Result<Json<AgentStatus>, ApiError> {
-    caller(&agent, &headers, "status", false)?;
+    let who = caller(&agent, &headers, "status", false)?;
     let state = agent.trust_state();
     Ok(Json(AgentStatus {
         product: agent.config.trust.product.to_string(),
+        caller: CallerView {
+            role: if who.admin { "admin" } else { "viewer" }.to_owned(),
+            name: who.name,
+        },
         trust: TrustSummary {
             root_version: state.roots.last().map(|r| r.0),
             min_sequence: state.min_sequence,

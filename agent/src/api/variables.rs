@@ -9,6 +9,7 @@
 //! stored, and audited without the value.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use schemas::names::VariableName;
@@ -86,6 +87,10 @@ pub struct VariableView {
     pub minimum: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maximum: Option<i64>,
+    /// The release's default; omitted for sensitive variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Literal>)]
+    pub default: Option<VariableValue>,
     /// The agent generates it once per site.
     pub generate: bool,
     pub source: VariableSource,
@@ -142,9 +147,10 @@ pub struct VariableSet {
 pub(crate) async fn list(
     State(r): State<Release>,
     headers: HeaderMap,
-    Query(q): Query<VersionQuery>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<Json<VariablesView>, ApiError> {
     caller(&r.agent, &headers, "variables", false)?;
+    let q = version_query(query)?;
     let (version, declared) = declarations(&r.engine, q.version.as_deref()).await?;
     let site = planner::load_site(&r.engine).map_err(|e| EngineError::Internal(e.to_string()))?;
     let variables = declared
@@ -182,10 +188,11 @@ pub(crate) async fn set(
     State(r): State<Release>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<VersionQuery>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
     Json(req): Json<SetVariable>,
 ) -> Result<Json<VariableSet>, ApiError> {
     let who = caller(&r.agent, &headers, "vars-set", true)?;
+    let q = version_query(query)?;
     let refuse = |e: ApiError, detail: String| {
         r.agent
             .record(&who.name, "vars-set", None, "refused", Some(&e.code), Some(detail));
@@ -301,6 +308,18 @@ pub(crate) async fn set(
         message: format!("{name} set from {how}; the next operation uses it"),
         version,
     }))
+}
+
+/// The query, checked after the caller: a token offered in the URL is refused as 401 (no
+/// header) before its parameter could be reported as unknown.
+fn version_query(query: Result<Query<VersionQuery>, QueryRejection>) -> Result<VersionQuery, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{e}; the only parameter is version (tokens go in the Authorization header)"),
+        )
+    })
 }
 
 /// A stable name for each kind of problem, for the audit log (which never holds a value).
@@ -430,6 +449,7 @@ fn view(spec: &VariableSpec, site: &SiteValues, generated: &GeneratedValues) -> 
         pattern: spec.pattern.clone(),
         minimum: spec.minimum,
         maximum: spec.maximum,
+        default: if spec.sensitive { None } else { spec.default.clone() },
         generate: spec.generate.is_some(),
         source,
         value,

@@ -229,9 +229,38 @@ async fn reconcile(release: Arc<SealiftRelease>, engine: Arc<Engine>) -> Result<
             },
             RequestAction::Uninstall => engine.begin_uninstall(request.delete_data, generation, &by),
             RequestAction::Restore => {
-                let msg = "Restore requests need backups, which this agent does not have yet".to_owned();
-                engine.set_state(Reason::RestoreFailed, &msg, generation).await;
-                Ok(())
+                let checked = request
+                    .backup
+                    .as_deref()
+                    .ok_or_else(|| "a Restore request names no backup (spec.request.backup)".to_owned())
+                    .and_then(|b| b.parse::<crate::backup::archive::BackupId>().map_err(|e| e.to_string()))
+                    .and_then(|id| {
+                        crate::backup::restore::check(
+                            &engine,
+                            &engine.backups,
+                            &id,
+                            request.source_namespace.clone(),
+                            request.skip.clone(),
+                            request.id.clone(),
+                        )
+                        .map_err(|e| e.to_string())
+                    });
+                match checked {
+                    Ok(checked) => {
+                        crate::backup::record_restore_start(&engine, &checked, &by);
+                        let target = checked.target.clone();
+                        let started = engine.begin_restore(checked, generation, &by);
+                        if let Err(e) = &started {
+                            crate::backup::record_restore_refused(&engine, &target, &e.to_string());
+                        }
+                        started
+                    }
+                    Err(msg) => {
+                        engine.update_status(|s| s.failed_generation = generation).await;
+                        engine.set_state(Reason::RestoreFailed, &msg, generation).await;
+                        Ok(())
+                    }
+                }
             }
         };
         if let Err(e) = started {

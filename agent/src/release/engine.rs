@@ -9,6 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use schemas::Timestamp;
 use serde_json::{Value, json};
 
+use crate::backup::catalog::BackupCatalog;
 use crate::release::cluster::{Cluster, ClusterError};
 use crate::release::history::{AppliedObject, History, ObjectKey, Outcome, Revision, StepLog, applied_digest};
 use crate::release::jobs;
@@ -117,6 +118,8 @@ impl StepFailure {
 
 pub struct Engine {
     pub agent: Arc<Agent>,
+    /// Backups of the application (archives, settings, grants of step Jobs).
+    pub backups: Arc<BackupCatalog>,
     pub cluster: Cluster,
     pub cfg: EngineConfig,
     pub history: History,
@@ -137,7 +140,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(agent: Arc<Agent>, client: kube::Client, cfg: EngineConfig) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        agent: Arc<Agent>,
+        backups: Arc<BackupCatalog>,
+        client: kube::Client,
+        cfg: EngineConfig,
+    ) -> anyhow::Result<Arc<Self>> {
         let dir = agent.store.dir().join("release");
         fs_err::create_dir_all(&dir)?;
         let history = History::open(&dir.join("revisions"))?;
@@ -157,6 +165,7 @@ impl Engine {
         );
         Ok(Arc::new(Self {
             agent,
+            backups,
             recorder,
             last_event_step: Mutex::new(None),
             cluster: Cluster::new(client),
@@ -496,6 +505,32 @@ impl Engine {
         generation: Option<i64>,
         requested_by: &str,
     ) -> Result<(), EngineError> {
+        self.start_with(
+            kind,
+            version,
+            bundle,
+            sequence,
+            source_revision,
+            flags,
+            generation,
+            requested_by,
+            None,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        self: &Arc<Self>,
+        kind: OperationKind,
+        version: &str,
+        bundle: schemas::Digest,
+        sequence: u64,
+        source_revision: Option<u32>,
+        flags: Flags,
+        generation: Option<i64>,
+        requested_by: &str,
+        restore: Option<crate::backup::restore::RestoreTarget>,
+    ) -> Result<(), EngineError> {
         let previous = self.history.deployed().map_err(internal)?;
         let revision = self.history.next_number().map_err(internal)?;
         let op = Operation {
@@ -521,6 +556,8 @@ impl Engine {
             failure: None,
             rollback: None,
             left_behind: vec![],
+            restore,
+            backup: None,
         };
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -532,6 +569,72 @@ impl Engine {
         let me = self.clone();
         tokio::spawn(async move { me.drive(op, false).await });
         Ok(())
+    }
+
+    /// Marks this agent busy with `what` (a backup): operations and other backups are refused
+    /// until [`Engine::unreserve`].
+    pub fn reserve(&self, what: &str) -> Result<(), EngineError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.as_ref() {
+            return Err(EngineError::Busy(format!("{r} is running")));
+        }
+        *running = Some(format!("{what} (lease holder {})", self.cfg.identity));
+        Ok(())
+    }
+
+    pub fn unreserve(&self) {
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Takes the operation Lease for `what` (waiting out a dead holder's) and keeps renewing it
+    /// until [`Engine::unlock`].
+    pub async fn lock(self: &Arc<Self>, what: &str, resumed: bool) -> Result<tokio::task::JoinHandle<()>, LeaseError> {
+        let client = self.cluster.client().clone();
+        if resumed {
+            self.lease.acquire_or_wait_expiry(&client, what).await?;
+        } else {
+            self.lease.acquire(&client, what).await?;
+        }
+        let me = self.clone();
+        Ok(tokio::spawn(async move {
+            let every = Duration::from_secs((me.cfg.lease_seconds.max(3) / 3) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = me.lease.renew(me.cluster.client()).await {
+                    tracing::warn!("lease renewal failed: {e}");
+                }
+            }
+        }))
+    }
+
+    pub async fn unlock(&self, renewer: tokio::task::JoinHandle<()>) {
+        renewer.abort();
+        if let Err(e) = self.lease.release(self.cluster.client()).await {
+            tracing::warn!("cannot release the lease: {e}");
+        }
+    }
+
+    /// Starts a restore of a checked backup: re-deploys its version, then restores its data.
+    pub fn begin_restore(
+        self: &Arc<Self>,
+        checked: crate::backup::restore::CheckedRestore,
+        generation: Option<i64>,
+        requested_by: &str,
+    ) -> Result<(), EngineError> {
+        self.start_with(
+            OperationKind::Restore,
+            &checked.version,
+            checked.bundle.identity,
+            checked.bundle.sequence,
+            None,
+            Flags {
+                allow_downgrade: true,
+                ..Default::default()
+            },
+            generation,
+            requested_by,
+            Some(checked.target),
+        )
     }
 
     /// Resumes an operation a previous process left in `operation.json`.
@@ -549,7 +652,7 @@ impl Engine {
         Ok(true)
     }
 
-    fn save(&self, op: &Operation) {
+    pub(crate) fn save(&self, op: &Operation) {
         if let Err(e) = self.ops.save(op) {
             tracing::error!("cannot persist the operation: {e}");
         }
@@ -561,32 +664,18 @@ impl Engine {
             OperationKind::Upgrade => Reason::Upgrading,
             OperationKind::Rollback => Reason::RollingBack,
             OperationKind::Uninstall => Reason::Uninstalling,
+            OperationKind::Restore => Reason::Restoring,
         }
     }
 
     /// Runs an operation to its end, whatever happens.
     async fn drive(self: Arc<Self>, mut op: Operation, resumed: bool) {
-        let client = self.cluster.client().clone();
-        let lock = if resumed {
-            self.lease.acquire_or_wait_expiry(&client, &op.describe()).await
-        } else {
-            self.lease.acquire(&client, &op.describe()).await
-        };
-        if let Err(e) = lock {
-            self.refuse_start(&op, &e).await;
-            return;
-        }
-        let renewer = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let every = Duration::from_secs((me.cfg.lease_seconds.max(3) / 3) as u64);
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = me.lease.renew(me.cluster.client()).await {
-                        tracing::warn!("lease renewal failed: {e}");
-                    }
-                }
-            })
+        let renewer = match self.lock(&op.describe(), resumed).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.refuse_start(&op, &e).await;
+                return;
+            }
         };
         if !op.done.contains(&Step::Lock) {
             op.done.push(Step::Lock);
@@ -634,10 +723,7 @@ impl Engine {
             Ok(()) => self.succeeded(&mut op).await,
             Err(f) => self.failed(&mut op, f).await,
         }
-        renewer.abort();
-        if let Err(e) = self.lease.release(&client).await {
-            tracing::warn!("cannot release the lease: {e}");
-        }
+        self.unlock(renewer).await;
         if let Err(e) = self.ops.clear() {
             tracing::error!("cannot clear the finished operation: {e}");
         }
@@ -679,7 +765,7 @@ impl Engine {
                 None => None,
             };
             let plan = match op.kind {
-                OperationKind::Install | OperationKind::Upgrade => {
+                OperationKind::Install | OperationKind::Upgrade | OperationKind::Restore => {
                     planner::render(self, op, &verified, previous.as_ref())
                         .await
                         .map_err(StepFailure::at(Step::Render))?
@@ -709,6 +795,10 @@ impl Engine {
             // Values generated for this site are kept from now on, whatever the outcome.
             if !plan.generated.is_empty() {
                 planner::keep_generated(self, &plan.generated).map_err(StepFailure::at(Step::Persist))?;
+            }
+            if let Some(target) = &op.restore {
+                // From here on the site is the backup's, and the trust state at least its.
+                crate::backup::adopt_site_and_trust(self, target).map_err(StepFailure::at(Step::Persist))?;
             }
             op.plan = Some(plan);
             op.done.push(Step::Persist);
@@ -744,20 +834,23 @@ impl Engine {
                 }
             }
             Step::Backup => {
-                op.step_logs.push(StepLog {
-                    step: "backup".into(),
-                    job: String::new(),
-                    outcome: "skipped".into(),
-                    log: "no backup: backups are not available in this agent yet".into(),
-                });
-                Ok(())
+                self.report(step, None, 0, 0, "backing up").await;
+                crate::backup::before_upgrade(self, op).await.map_err(fail)
             }
             Step::PreHooks => {
                 let namespace = op.plan.as_ref().map(|p| p.namespace.clone()).unwrap_or_default();
                 self.ensure_namespace(op, &namespace)
                     .await
                     .map_err(StepFailure::at(step))?;
+                if op.kind == OperationKind::Restore {
+                    self.report(step, None, 0, 0, "restoring data objects").await;
+                    return crate::backup::restore_data_objects(self, op).await.map_err(fail);
+                }
                 self.run_jobs(op, "pre").await.map_err(fail)
+            }
+            Step::PostHooks if op.kind == OperationKind::Restore => {
+                self.report(step, None, 0, 0, "running restore steps").await;
+                crate::backup::restore_step_data(self, op).await.map_err(fail)
             }
             Step::Apply => self.apply(op).await.map_err(fail),
             // Uninstall: the inventory goes first, then the post-delete hooks run (Helm's order).
@@ -1085,6 +1178,7 @@ impl Engine {
             left_behind: op.left_behind.clone(),
             jobs: plan.jobs,
             sensitive: plan.sensitive,
+            data_steps: plan.data_steps,
         }
     }
 
@@ -1126,6 +1220,9 @@ impl Engine {
             None,
             Some(format!("revision {} deployed", op.revision)),
         );
+        if let Some(target) = &op.restore {
+            crate::backup::record_restore_end(self, op, target, None);
+        }
         let left = op.left_behind.clone();
         let version = (!uninstall).then(|| op.version.clone());
         self.update_status(|s| {
@@ -1137,6 +1234,11 @@ impl Engine {
         let mut message = match op.kind {
             OperationKind::Uninstall => format!("{} is uninstalled", op.version),
             OperationKind::Rollback => format!("rolled back to {}; it is ready", op.version),
+            OperationKind::Restore => format!(
+                "restored backup {} ({}); it is ready",
+                op.restore.as_ref().map(|t| t.backup.as_str()).unwrap_or(""),
+                op.version
+            ),
             _ => format!("{} is ready", op.version),
         };
         for w in &op.warnings {
@@ -1184,6 +1286,24 @@ impl Engine {
             self.set_state(Reason::PreflightFailed, &cause, op.generation).await;
             return;
         }
+        if f.step == Step::Backup {
+            // The application was not touched: the operation stops here.
+            let message = format!("{cause}; nothing was changed (upgrade with --no-backup to go ahead without one)");
+            self.record_failed_revision(op, &message);
+            self.agent.record(
+                &op.requested_by,
+                op.kind.as_str(),
+                Some(op.version.clone()),
+                "failed",
+                Some("backup_failed"),
+                Some(message.clone()),
+            );
+            let gen_ = op.generation;
+            self.update_status(|s| s.failed_generation = gen_).await;
+            self.event(true, Reason::BackupFailed.as_str(), &message).await;
+            self.set_state(Reason::BackupFailed, &message, op.generation).await;
+            return;
+        }
         op.failure = Some(Failure {
             step: f.step,
             cause: cause.clone(),
@@ -1194,8 +1314,15 @@ impl Engine {
             OperationKind::Upgrade => Reason::UpgradeFailed,
             OperationKind::Rollback => Reason::RollbackFailed,
             OperationKind::Uninstall => Reason::UninstallFailed,
+            OperationKind::Restore => Reason::RestoreFailed,
         };
-        if matches!(op.kind, OperationKind::Rollback | OperationKind::Uninstall) {
+        if matches!(
+            op.kind,
+            OperationKind::Rollback | OperationKind::Uninstall | OperationKind::Restore
+        ) {
+            if let Some(target) = &op.restore {
+                crate::backup::record_restore_end(self, op, target, Some(&cause));
+            }
             // A failed rollback or uninstall is not rolled back in turn.
             self.record_failed_revision(op, &cause);
             self.agent.record(
@@ -1289,10 +1416,14 @@ impl Engine {
         let plan = op.plan.clone().unwrap_or_default();
         // An irreversible migration that completed blocks the automatic rollback.
         let completed = |id: &str| op.step_logs.iter().any(|l| l.step == id && l.outcome == "succeeded");
-        if let Some(irreversible) = plan.jobs.iter().find(|j| !j.hook && !j.reversible && completed(&j.id)) {
+        let irreversible = plan
+            .jobs
+            .iter()
+            .find(|j| !j.hook && !j.reversible && completed(&j.id))
+            .map(|j| j.id.clone());
+        if let (Some(id), None) = (&irreversible, &op.backup) {
             return Err(format!(
-                "the irreversible migration {} already ran; automatic rollback is blocked (restore the pre-upgrade backup)",
-                irreversible.id
+                "the irreversible migration {id} already ran and this upgrade took no backup: automatic rollback is blocked (restore a backup taken before it)"
             ));
         }
         // Migrations that ran — completed, or failed part-way — in the order they ran; their
@@ -1357,6 +1488,20 @@ impl Engine {
                 }
             }
             progress.reapplied = true;
+            op.rollback = Some(progress.clone());
+            self.save(op);
+        }
+        if let (Some(_), Some(backup)) = (&irreversible, op.backup.clone())
+            && let Some(prev) = &previous
+            && !progress.data_restored
+        {
+            // The migration changed data for good: the pre-upgrade backup's data goes back
+            // under the previous release's manifests.
+            self.report(Step::Apply, None, 0, 0, &format!("restoring backup {backup}"))
+                .await;
+            let logs = crate::backup::restore_after_failed_upgrade(self, &backup, prev).await?;
+            op.step_logs.extend(logs);
+            progress.data_restored = true;
             op.rollback = Some(progress.clone());
             self.save(op);
         }
@@ -1445,6 +1590,7 @@ fn failure_code(kind: OperationKind) -> &'static str {
         OperationKind::Upgrade => "upgrade_failed",
         OperationKind::Rollback => "rollback_failed",
         OperationKind::Uninstall => "uninstall_failed",
+        OperationKind::Restore => "restore_failed",
     }
 }
 

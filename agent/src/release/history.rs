@@ -129,6 +129,9 @@ pub struct Revision {
     /// Where sensitive variables' values sit in `applied` (hidden by [`Revision::redacted`]).
     #[serde(default)]
     pub sensitive: Vec<crate::release::operation::SensitiveSlot>,
+    /// The release's backup and restore steps (what a backup of this revision runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_steps: Vec<crate::release::operation::DataStep>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -43,12 +43,16 @@ pub async fn start(
     controller::install_crd(&client)
         .await
         .context("applying the SealiftRelease CRD")?;
-    let engine = engine::Engine::new(agent, client, cfg)?;
+    let backups = crate::backup::catalog::BackupCatalog::open_in_cluster(&agent, &client, &k.namespace)
+        .await
+        .context("opening the backup storage")?;
+    let engine = engine::Engine::new(agent, std::sync::Arc::new(backups), client, cfg)?;
     controller::ensure_release(&engine)
         .await
         .context("creating the SealiftRelease")?;
     engine.resume_if_any()?;
     tokio::spawn(controller::run(engine.clone()));
+    tokio::spawn(crate::backup::schedule::run(engine.clone()));
     Ok(engine)
 }
 

@@ -19,6 +19,8 @@ pub enum OperationKind {
     Upgrade,
     Rollback,
     Uninstall,
+    /// Re-deploys a backup's version and restores its data.
+    Restore,
 }
 
 impl OperationKind {
@@ -28,6 +30,7 @@ impl OperationKind {
             OperationKind::Upgrade => "upgrade",
             OperationKind::Rollback => "rollback",
             OperationKind::Uninstall => "uninstall",
+            OperationKind::Restore => "restore",
         }
     }
 }
@@ -164,6 +167,22 @@ pub struct Plan {
     /// Where values of sensitive variables sit in the applied objects (hidden from the API).
     #[serde(default)]
     pub sensitive: Vec<SensitiveSlot>,
+    /// The release's backup and restore steps, their images resolved (run by backups and
+    /// restores, not by this operation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_steps: Vec<DataStep>,
+}
+
+/// A backup or restore step of a release, ready to become a Job for one backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataStep {
+    #[schema(value_type = Object)]
+    pub step: schemas::release::Step,
+    /// The step's image, rewritten to the cluster registry by digest.
+    pub image: String,
+    /// The release name (Job names start with it).
+    pub release: String,
 }
 
 /// A JSON pointer in one applied object holding a sensitive variable's value.
@@ -182,6 +201,9 @@ pub struct RollbackProgress {
     pub down_steps_done: Vec<String>,
     pub reapplied: bool,
     pub cleaned: bool,
+    /// The pre-upgrade backup's data was restored (after an irreversible migration).
+    #[serde(default)]
+    pub data_restored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +255,12 @@ pub struct Operation {
     /// Shown in the final status and audited (a rollback target that is expired or revoked).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Restore only: the backup and what to restore from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup::restore::RestoreTarget>,
+    /// The backup this operation took at its Backup step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use crate::release::engine::Engine;
 use crate::release::history::ObjectKey;
 use crate::release::history::{AppliedObject, Revision};
 use crate::release::jobs::{self, JobContext};
-use crate::release::operation::{Operation, OperationKind, Plan, PlannedJob, SensitiveSlot};
+use crate::release::operation::{DataStep, Operation, OperationKind, Plan, PlannedJob, SensitiveSlot};
 use crate::release::render::{self, HookEvent, Stage};
 use crate::release::values::{self, GeneratedValues, SiteValues};
 
@@ -91,7 +91,10 @@ pub fn verify(engine: &Engine, op: &mut Operation) -> Result<Verified, String> {
     if head.identity() != op.bundle {
         return Err(format!("the stored bundle of {} has another identity", op.version));
     }
-    let rollback = matches!(op.kind, OperationKind::Rollback | OperationKind::Uninstall);
+    let rollback = matches!(
+        op.kind,
+        OperationKind::Rollback | OperationKind::Uninstall | OperationKind::Restore
+    );
     if rollback {
         // Expiry and minSequence do not bound a rollback; say so when they would have.
         let strict = Policy {
@@ -210,7 +213,11 @@ pub async fn render(
     previous: Option<&Revision>,
 ) -> Result<Plan, String> {
     let manifest = verified.head.manifest();
-    let site = load_site(engine).map_err(|e| e.to_string())?;
+    // A restore renders with the backup's values and generated secrets.
+    let site = match &op.restore {
+        Some(target) => crate::backup::restore_site(engine, target)?,
+        None => load_site(engine).map_err(|e| e.to_string())?,
+    };
     let previous_variables = match previous {
         Some(p) => {
             let path = engine.agent.store.path_of(&p.bundle);
@@ -307,7 +314,7 @@ pub async fn render(
             let wanted = match op.kind {
                 OperationKind::Install => [HookEvent::PreInstall, HookEvent::PostInstall],
                 OperationKind::Uninstall => [HookEvent::PreDelete, HookEvent::PostDelete],
-                OperationKind::Rollback => [HookEvent::PreRollback, HookEvent::PostRollback],
+                OperationKind::Rollback | OperationKind::Restore => [HookEvent::PreRollback, HookEvent::PostRollback],
                 OperationKind::Upgrade => [HookEvent::PreUpgrade, HookEvent::PostUpgrade],
             };
             for (phase, event) in [("pre", wanted[0]), ("post", wanted[1])] {
@@ -437,6 +444,21 @@ pub async fn render(
             token_sha256: Some(jobs::token_hash(&token)),
         });
     }
+    let mut data_steps = Vec::new();
+    for step in &verified.metadata.migrations.steps {
+        if !matches!(step.kind, StepKind::Backup | StepKind::Restore) {
+            continue;
+        }
+        let image = images
+            .get(&step.image)
+            .cloned()
+            .ok_or_else(|| format!("step {}: image {} is not in the bundle", step.id, step.image))?;
+        data_steps.push(DataStep {
+            step: step.clone(),
+            image,
+            release: verified.metadata.variables.release_name.clone(),
+        });
+    }
     let generated = resolved
         .new_generated()
         .0
@@ -451,6 +473,7 @@ pub async fn render(
         differences,
         generated,
         sensitive,
+        data_steps,
     })
 }
 
@@ -595,5 +618,6 @@ pub fn from_history(engine: &Engine, op: &Operation, current: Option<&Revision>)
         differences: source.differences.clone(),
         sensitive: source.sensitive.clone(),
         generated: BTreeMap::new(),
+        data_steps: source.data_steps.clone(),
     })
 }

@@ -62,9 +62,15 @@ pub struct ReleaseRequest {
     /// Target revision of a `Rollback` (default: the previous one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
-    /// Backup of a `Restore`.
+    /// Backup of a `Restore` (its timestamp, `YYYY-MM-DDtHH-MM-SS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// `Restore`: the namespace the backup was taken from (default: the backup's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_namespace: Option<String>,
+    /// `Restore`: backup steps and waves not to restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
     /// `Uninstall`: delete PersistentVolumeClaims too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delete_data: bool,

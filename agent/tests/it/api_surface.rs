@@ -77,7 +77,7 @@ async fn in_process(roots: &Path, kubernetes: Option<&str>) -> InProcess {
     .unwrap();
     let cfg = AgentConfig::load(&path).unwrap();
     let agent = Arc::new(Agent::open_with_clock(cfg, Box::new(|| Timestamp::from_unix(NOW).unwrap())).unwrap());
-    let app = agent::api::router(agent.clone()).merge(agent::api::observe::router(agent.clone(), None));
+    let app = agent::api::app(agent.clone(), None);
     let (url, server) = serve(app).await;
     InProcess {
         _dir: dir,
@@ -408,10 +408,7 @@ async fn readyz_says_what_is_not_ready() {
         .unwrap();
     let k = a.agent.config.kubernetes.clone().unwrap();
     let engine = agent::release::start(a.agent.clone(), &k, None).await.unwrap();
-    let app = agent::api::router(a.agent.clone())
-        .merge(agent::api::release::router(a.agent.clone(), engine.clone()))
-        .merge(agent::api::step::router(engine.clone()))
-        .merge(agent::api::observe::router(a.agent.clone(), Some(engine)));
+    let app = agent::api::app(a.agent.clone(), Some(engine));
     let (url, _server) = serve(app).await;
     let resp = get(&format!("{url}/readyz"), None).await;
     let status = resp.status();
@@ -441,7 +438,9 @@ async fn readyz_says_what_is_not_ready() {
         let concrete = path
             .replace("{id}", "0123456789abcdef0123456789abcdef")
             .replace("{n}", "1")
-            .replace("{name}", "hostname");
+            .replace("{name}", "hostname")
+            .replace("{ts}", "2026-01-01t00-00-00")
+            .replace("{step}", "dump-db");
         for method in item.as_object().unwrap().keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let status = http

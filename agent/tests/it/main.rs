@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_surface;
+mod backup;
 mod config;
 mod deploy;
 mod import;
@@ -13,3 +14,4 @@ mod release_resume;
 mod release_scenarios;
 mod restage;
 mod tls;
+mod web;

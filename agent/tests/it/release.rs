@@ -46,8 +46,11 @@ impl Vendor {
         }
     }
 
+    /// The sample app `version`, its backup and restore steps running in the simulator.
     pub(crate) fn build(&self, version: &str, sequence: u64) -> PathBuf {
-        self.build_spec(&sample::sample_spec(version), version, sequence)
+        let dir = self.dir.path().join(format!("spec-{version}-{sequence}"));
+        let spec = sample::simulated_spec(version, &dir).unwrap();
+        self.build_spec(&spec, version, sequence)
     }
 
     /// Builds a bundle from any build spec (a modified copy of the sample app, say).
@@ -139,6 +142,12 @@ impl Cluster {
     /// As [`Cluster::start`], with the operation Lease's duration (how long a restarted agent
     /// waits before taking over the operation of a killed one).
     pub(crate) async fn start_with_lease(vendor: &Vendor, lease: &str) -> Self {
+        Self::start_configured(vendor, lease, "", "").await
+    }
+
+    /// As [`Cluster::start_with_lease`], with lines added to the `kubernetes:` section
+    /// (`kube_extra`, indented by the caller) and top-level sections (`extra`).
+    pub(crate) async fn start_configured(vendor: &Vendor, lease: &str, kube_extra: &str, extra: &str) -> Self {
         let target = Registry::start(RegistryOptions::default()).unwrap();
         let sim = kubesim::Simulator::start(kubesim::SimConfig {
             registry: Some(kubesim::RegistryConfig::plain(&target.addr())),
@@ -169,7 +178,7 @@ impl Cluster {
             "listen: 127.0.0.1:{port}\nstore:\n  dir: store\n  maxBytes: 10Gi\n  reserveBytes: 0\n\
              trust:\n  root: root.json\n  product: sample-app\nregistry:\n  url: http://{}\n  insecure: true\n\
              tokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n\
-             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: {lease}\n  waveTimeout: 60s\n  pollInterval: 200ms\n",
+             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: {lease}\n  waveTimeout: 60s\n  pollInterval: 200ms\n  agentUrl: http://127.0.0.1:{port}\n{kube_extra}{extra}",
             target.addr(),
             sim.kubeconfig_path().display()
         );

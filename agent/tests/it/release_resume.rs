@@ -117,10 +117,15 @@ fn strip(mut o: Value) -> Value {
 
 /// Each run has its own registry port: images name it.
 fn without_registry(v: Value, registry: &str) -> Value {
+    replaced(v, registry, "<registry>")
+}
+
+/// `v` with every occurrence of `from` in its strings replaced by `to`.
+fn replaced(v: Value, from: &str, to: &str) -> Value {
     match v {
-        Value::String(s) => Value::String(s.replace(registry, "<registry>")),
-        Value::Array(a) => Value::Array(a.into_iter().map(|x| without_registry(x, registry)).collect()),
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, without_registry(x, registry))).collect()),
+        Value::String(s) => Value::String(s.replace(from, to)),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| replaced(x, from, to)).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, replaced(x, from, to))).collect()),
         other => other,
     }
 }
@@ -151,7 +156,9 @@ async fn end_state(c: &Cluster) -> EndState {
             if kind == "ServiceAccount" && name == "default" {
                 continue;
             }
-            objects.insert(format!("{kind}/{name}"), without_registry(strip(v), &c.target.addr()));
+            // The registry's and the agent's ports differ from run to run.
+            let v = without_registry(strip(v), &c.target.addr());
+            objects.insert(format!("{kind}/{name}"), replaced(v, &c.url, "<agent>"));
         }
     }
     let r = c.release().await;

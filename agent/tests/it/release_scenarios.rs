@@ -19,13 +19,14 @@ use super::release::{
 // Helpers
 
 /// A copy of `testdata/sample-app/<version>` (build spec and chart) to edit.
-fn sample_copy(version: &str) -> tempfile::TempDir {
+pub(crate) fn sample_copy(version: &str) -> tempfile::TempDir {
     let from = tests::sample::sample_spec(version)
         .parent()
         .expect("the sample spec has a directory")
         .to_owned();
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&from, dir.path());
+    tests::sample::simulate_data_steps(dir.path()).unwrap();
     dir
 }
 
@@ -43,7 +44,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Replaces the one occurrence of `from` in `file` (relative to `dir`) with `to`.
-fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+pub(crate) fn edit(dir: &Path, file: &str, from: &str, to: &str) {
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
@@ -82,11 +83,11 @@ fn crash_looping_web(dir: &Path) {
     );
 }
 
-fn spec(dir: &tempfile::TempDir) -> PathBuf {
+pub(crate) fn spec(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("sealift.yaml")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -97,7 +98,7 @@ fn text(out: &Output) -> String {
 
 /// What changed outside the agent's own namespace (its `SealiftRelease` and Lease), Events
 /// aside: the application's objects and every cluster-scoped one.
-fn app_diff(before: &Snapshot, after: &Snapshot) -> Diff {
+pub(crate) fn app_diff(before: &Snapshot, after: &Snapshot) -> Diff {
     let mut d = before.diff(after);
     let app = |k: &kubesim::ObjectKey| k.namespace != AGENT_NS && k.resource != "events";
     d.added.retain(app);
@@ -107,7 +108,7 @@ fn app_diff(before: &Snapshot, after: &Snapshot) -> Diff {
 }
 
 /// Installs (or upgrades to) `version` through the CLI and waits for it.
-async fn upgrade_ok(c: &Cluster, version: &str, extra: &[&str]) {
+pub(crate) async fn upgrade_ok(c: &Cluster, version: &str, extra: &[&str]) {
     let mut args = vec!["upgrade", version, "--wait"];
     args.extend_from_slice(extra);
     let out = c.cli_async(&args).await;
@@ -118,7 +119,7 @@ async fn upgrade_ok(c: &Cluster, version: &str, extra: &[&str]) {
 }
 
 /// An upgrade that must not complete; returns the release afterwards.
-async fn upgrade_fails(c: &Cluster, version: &str, extra: &[&str]) -> Value {
+pub(crate) async fn upgrade_fails(c: &Cluster, version: &str, extra: &[&str]) -> Value {
     let mut args = vec!["upgrade", version, "--wait"];
     args.extend_from_slice(extra);
     let out = c.cli_async(&args).await;
@@ -127,7 +128,7 @@ async fn upgrade_fails(c: &Cluster, version: &str, extra: &[&str]) -> Value {
 }
 
 /// The active `Stalled` condition: (reason, message).
-fn stalled(r: &Value) -> (String, String) {
+pub(crate) fn stalled(r: &Value) -> (String, String) {
     let s = condition(r, "Stalled");
     assert_eq!(s["status"], "True", "not stalled: {r}");
     (
@@ -1103,8 +1104,9 @@ async fn downgrades_intermediate_releases_and_an_expired_bundle() {
     // install it, over when the test comes back to it.
     let now = schemas::Timestamp::now().unix();
     let expires = now + 30;
+    let d1 = sample_copy("1.0.0");
     let v1 = vendor.build_spec_with(
-        &tests::sample::sample_spec("1.0.0"),
+        &spec(&d1),
         "1.0.0",
         1,
         now - 3600,

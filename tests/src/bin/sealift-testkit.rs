@@ -103,13 +103,16 @@ fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
     let mut bundles = Vec::new();
     for (i, version) in ["1.0.0", "2.0.0", "3.0.0"].iter().enumerate() {
         let file = out.join(format!("sample-app-{version}.sealift"));
+        // The sample app as vendors write it, its backup and restore steps given the commands
+        // the simulator runs in place of the database image (test-only annotations).
+        let spec = sample::simulated_spec(version, &out.join(format!("spec-{version}")))?;
         step(
             &format!("Build sample-app {version} (helm template ×4, images pulled through the mirror, signed)"),
             Command::new(bundler)
                 .env("PATH", &path)
                 .env("SOURCE_DATE_EPOCH", "1767225600")
                 .arg("build")
-                .arg(sample::sample_spec(version))
+                .arg(&spec)
                 .args([
                     "--version",
                     version,
@@ -125,12 +128,8 @@ fn demo(bundler: &Path, agent: &Path, out: &Path) -> Result<()> {
                 .arg("--out")
                 .arg(&file)
                 .args(["--registry-override", &override_arg])
-                // 3.0.0 carries the simulator's crash-loop annotation: its upgrade fails.
-                .args(if *version == "3.0.0" {
-                    &["--allow-simulator-annotations"][..]
-                } else {
-                    &[]
-                }),
+                // Simulator annotations: the data steps' commands, and 3.0.0's crash loop.
+                .arg("--allow-simulator-annotations"),
         )?;
         bundles.push(file);
     }
@@ -238,7 +237,7 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
     )?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let config = format!(
-        "listen: 127.0.0.1:{port}\nstore: {{dir: store, maxBytes: 10Gi, reserveBytes: 0}}\ntrust: {{root: root.json, product: sample-app}}\nregistry: {{url: \"http://{}\", insecure: true}}\ntokens: {{admin: [{{name: admin, tokenFile: admin.token}}]}}\nkubernetes: {{namespace: sealift-system, kubeconfig: {}, leaseDuration: 10s, waveTimeout: 2m, pollInterval: 250ms}}\n",
+        "listen: 127.0.0.1:{port}\nstore: {{dir: store, maxBytes: 10Gi, reserveBytes: 0}}\ntrust: {{root: root.json, product: sample-app}}\nregistry: {{url: \"http://{}\", insecure: true}}\ntokens: {{admin: [{{name: admin, tokenFile: admin.token}}]}}\nkubernetes: {{namespace: sealift-system, kubeconfig: {}, leaseDuration: 10s, waveTimeout: 2m, pollInterval: 250ms, agentUrl: \"http://127.0.0.1:{port}\"}}\n",
         cluster_registry.addr(),
         kubeconfig.display()
     );
@@ -258,6 +257,10 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        println!(
+            "\nThe agent's admin page: open {url}/ in a browser and sign in with the token {token}\n\
+             (it serves while the demo runs; SEALIFT_DEMO_SERVE=1 keeps it serving at the end until Ctrl-C)"
+        );
         println!("\n## A tampered bundle is refused by the agent too, and nothing changes");
         let refused = Command::new(agent)
             .arg("import")
@@ -309,6 +312,37 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
         step("Status", Command::new(agent).arg("status").args(remote))?;
         step("History", Command::new(agent).arg("history").args(remote))?;
         step(
+            "Backups: the release engine took one before each upgrade",
+            Command::new(agent).args(["backup", "list"]).args(remote),
+        )?;
+        println!("\n## An on-demand backup, exported as one signed file, then restored");
+        let created = Command::new(agent)
+            .args(["backup", "create", "--wait"])
+            .args(remote)
+            .output()?;
+        print!("{}", String::from_utf8_lossy(&created.stdout));
+        eprint!("{}", String::from_utf8_lossy(&created.stderr));
+        ensure!(created.status.success(), "the backup failed");
+        let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+        let ts = stdout
+            .split_whitespace()
+            .nth(1)
+            .context("`backup create` printed no timestamp")?
+            .to_owned();
+        step(
+            "Export it (for another cluster, or safekeeping)",
+            Command::new(agent)
+                .args(["backup", "export", &ts, "-o"])
+                .arg(out.join(format!("sealift-backup-{ts}.tar")))
+                .args(remote),
+        )?;
+        step(
+            "Restore it: its version re-rendered from the signed bundle, then only its data",
+            Command::new(agent)
+                .args(["restore", &ts, "--yes", "--wait"])
+                .args(remote),
+        )?;
+        step(
             "The real kubectl against the cluster",
             Command::new(kubectl).arg("--kubeconfig").arg(&kubeconfig).args([
                 "get",
@@ -326,6 +360,12 @@ fn customer_side(agent: &Path, out: &Path, roots: &Path, bundles: &[PathBuf], ta
                 "sample",
             ]),
         )?;
+        if std::env::var_os("SEALIFT_DEMO_SERVE").is_some() {
+            println!("\n## The admin page\nopen {url}/ and sign in with the token {token}; Ctrl-C ends the demo");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         Ok(())
     })();
     let _ = server.kill();
