@@ -19,7 +19,8 @@ const NS: &str = "sample";
 fn with_data_steps(version: &str, data: &Path) -> tempfile::TempDir {
     let d = sample_copy(version);
     let env = format!("    env:\n      - name: DATA\n        value: \"{}\"\n", data.display());
-    let dump = r#"[ -f "$DATA/db" ] || { echo "no database at $DATA/db"; exit 3; }; curl -sf -X PUT --data-binary @"$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
+    // `$DATA/hold` keeps the dump waiting (a backup to interrupt).
+    let dump = r#"while [ -e "$DATA/hold" ]; do sleep 0.05; done; [ -f "$DATA/db" ] || { echo "no database at $DATA/db"; exit 3; }; curl -sf -X PUT --data-binary @"$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
     let load = r#"curl -sf -o "$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
     edit(
         d.path(),
@@ -622,4 +623,144 @@ async fn backups_protect_upgrades() {
         message.contains("rewrite-rows") && message.contains("took no backup"),
         "{message}"
     );
+}
+
+/// Restarts the agent with `extra` appended to its configuration.
+async fn restart_with(c: &mut Cluster, extra: &str) {
+    let mut agent = c.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let cfg = c.dir.path().join("agent.yaml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(extra);
+    std::fs::write(&cfg, text).unwrap();
+    c.spawn_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_interrupted_and_missed_backups() {
+    let vendor = Vendor::new();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("db"), "rows to keep secret").unwrap();
+    let v1 = vendor.build_spec(&spec(&with_data_steps("1.0.0", data.path())), "1.0.0", 1);
+    let mut c = Cluster::start(&vendor).await;
+    // Encryption at rest with an age identity from a Secret of the agent's namespace.
+    let identity = age::x25519::Identity::generate();
+    use age::secrecy::ExposeSecret as _;
+    put_secret_key(&c, "backup-age", "age.key", identity.to_string().expose_secret()).await;
+    restart_with(&mut c, "backups:\n  encryption: {secret: backup-age, key: age.key}\n").await;
+    c.import(&v1);
+    upgrade_ok(&c, "1.0.0", &[]).await;
+    put_secret(&c, NS, "user-upload", "kept by the app").await;
+    let ts = backup_now(&c).await;
+    let view = http(&c, reqwest::Method::GET, &format!("/api/v1/backups/{ts}"), VIEWER, None)
+        .await
+        .1;
+    assert_eq!(view["encrypted"], true, "{view}");
+    let entries = c.dir.path().join(format!("store/backups/{ts}/entries"));
+    for f in ["objects.json", "parts/dump-db"] {
+        let bytes = std::fs::read(entries.join(f)).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1"), "{f} is not an age file");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("user-upload") && !text.contains("rows to keep secret"),
+            "{f} leaks"
+        );
+    }
+    std::fs::write(data.path().join("db"), "overwritten").unwrap();
+    restore_ok(&c, &[&ts]).await;
+    assert_eq!(db(data.path()), "rows to keep secret");
+
+    // A backup interrupted by the agent's death ends Failed, never Success.
+    std::fs::write(data.path().join("hold"), "").unwrap();
+    let out = c.cli_async(&["backup", "create"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let held = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let jobs: Api<DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        NS,
+        &kube::core::ApiResource::erase::<k8s_openapi::api::batch::v1::Job>(&()),
+    );
+    let started = Instant::now();
+    while !jobs.list(&Default::default()).await.unwrap().items.iter().any(|j| {
+        j.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.contains("dump-db") && n.ends_with(&held.replace('-', "")))
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the dump Job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    restart_with(&mut c, "").await;
+    std::fs::remove_file(data.path().join("hold")).unwrap();
+    let view = http(
+        &c,
+        reqwest::Method::GET,
+        &format!("/api/v1/backups/{held}"),
+        VIEWER,
+        None,
+    )
+    .await
+    .1;
+    assert_eq!(view["status"], "Failed", "{view}");
+    assert!(view["reason"].as_str().unwrap().contains("interrupted"), "{view}");
+    let (status, body) = http(
+        &c,
+        reqwest::Method::POST,
+        "/api/v1/restores",
+        ADMIN,
+        Some(json!({"timestamp": held, "confirm": true})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("backup_not_successful")),
+        "{body}"
+    );
+
+    // A scheduled run missed while the agent was down is skipped and logged, not made up.
+    let out = c
+        .cli_async(&[
+            "backup",
+            "config",
+            "--set",
+            "backupFrequency=*/2 * * * * *",
+            "--set",
+            "enableRegularBackups=true",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let mut agent = c.agent.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.spawn_agent().await;
+    let out = c
+        .cli_async(&["backup", "config", "--set", "enableRegularBackups=false"])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let missed: Vec<Value> = c
+        .audit()
+        .await
+        .into_iter()
+        .filter(|r| r["action"] == "backup" && r["outcome"] == "skipped" && r["code"] == "missed")
+        .collect();
+    assert_eq!(missed.len(), 1, "{:#?}", c.audit().await);
+    assert!(c.log().contains("was missed while the agent was down"), "{}", c.log());
+}
+
+async fn put_secret_key(c: &Cluster, name: &str, key: &str, value: &str) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": AGENT_NS},
+        "type": "Opaque", "stringData": {key: value}});
+    secrets(c, AGENT_NS)
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(secret))
+        .await
+        .unwrap();
 }
