@@ -134,50 +134,33 @@ impl Client {
         Ok(body)
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
+    /// Sends one JSON request (a body for POST and PUT) and reads the JSON answer.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.server))?;
         Self::check(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        Self::check(resp).await
+        self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value> {
-        let resp = self
-            .http
-            .put(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        Self::check(resp).await
+        self.call(reqwest::Method::PUT, path, Some(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .delete(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        Self::check(resp).await
+        self.call(reqwest::Method::DELETE, path, None).await
     }
 
     /// Streams `GET path` into `out` (written to a temporary file beside it, renamed at the

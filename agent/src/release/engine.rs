@@ -1265,43 +1265,39 @@ impl Engine {
         }
     }
 
+    /// Ends an operation that failed before it changed the application: audited, evented,
+    /// and the generation is not run again until the spec changes.
+    async fn stop_unchanged(&self, op: &Operation, reason: Reason, code: &str, message: &str) {
+        self.agent.record(
+            &op.requested_by,
+            op.kind.as_str(),
+            Some(op.version.clone()),
+            "failed",
+            Some(code),
+            Some(message.to_owned()),
+        );
+        let gen_ = op.generation;
+        self.update_status(|s| s.failed_generation = gen_).await;
+        self.event(true, reason.as_str(), message).await;
+        self.set_state(reason, message, op.generation).await;
+    }
+
     /// The failure policy.
     async fn failed(&self, op: &mut Operation, f: StepFailure) {
         let cause = f.cause.clone();
         tracing::warn!(step = f.step.as_str(), "operation failed: {cause}");
-        let preflight = f.step <= Step::Preflight;
-        if preflight {
+        if f.step <= Step::Preflight {
             // Nothing was written: the release stays as it was.
-            self.agent.record(
-                &op.requested_by,
-                op.kind.as_str(),
-                Some(op.version.clone()),
-                "failed",
-                Some("preflight_failed"),
-                Some(cause.clone()),
-            );
-            let gen_ = op.generation;
-            self.update_status(|s| s.failed_generation = gen_).await;
-            self.event(true, Reason::PreflightFailed.as_str(), &cause).await;
-            self.set_state(Reason::PreflightFailed, &cause, op.generation).await;
+            self.stop_unchanged(op, Reason::PreflightFailed, "preflight_failed", &cause)
+                .await;
             return;
         }
         if f.step == Step::Backup {
-            // The application was not touched: the operation stops here.
+            // Stage only pushed images: the application was not touched.
             let message = format!("{cause}; nothing was changed (upgrade with --no-backup to go ahead without one)");
             self.record_failed_revision(op, &message);
-            self.agent.record(
-                &op.requested_by,
-                op.kind.as_str(),
-                Some(op.version.clone()),
-                "failed",
-                Some("backup_failed"),
-                Some(message.clone()),
-            );
-            let gen_ = op.generation;
-            self.update_status(|s| s.failed_generation = gen_).await;
-            self.event(true, Reason::BackupFailed.as_str(), &message).await;
-            self.set_state(Reason::BackupFailed, &message, op.generation).await;
+            self.stop_unchanged(op, Reason::BackupFailed, "backup_failed", &message)
+                .await;
             return;
         }
         op.failure = Some(Failure {

@@ -60,6 +60,11 @@ async fn http(c: &Cluster, method: reqwest::Method, path: &str, token: &str, bod
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// `POST /api/v1/restores` with an admin token.
+async fn post_restore(c: &Cluster, body: Value) -> (u16, Value) {
+    http(c, reqwest::Method::POST, "/api/v1/restores", ADMIN, Some(body)).await
+}
+
 /// Takes a backup through the CLI and waits for it; returns its timestamp.
 async fn backup_now(c: &Cluster) -> String {
     let out = c.cli_async(&["backup", "create", "--wait"]).await;
@@ -162,12 +167,9 @@ async fn backup_change_restore_compare() {
         .await
         .unwrap();
     // Unknown names are refused with the valid ones.
-    let (status, body) = http(
+    let (status, body) = post_restore(
         &c,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": ts, "svcs": {"gitserver": {"disable": true}}, "confirm": true})),
+        json!({"timestamp": ts, "svcs": {"gitserver": {"disable": true}}, "confirm": true}),
     )
     .await;
     assert_eq!(status, 400, "{body}");
@@ -178,14 +180,7 @@ async fn backup_change_restore_compare() {
         "{msg}"
     );
     // Without confirmation: refused.
-    let (status, body) = http(
-        &c,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": ts})),
-    )
-    .await;
+    let (status, body) = post_restore(&c, json!({"timestamp": ts})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "confirmation_required");
 
@@ -237,14 +232,7 @@ async fn backup_change_restore_compare() {
     bytes[10] ^= 1;
     std::fs::write(&entry, bytes).unwrap();
     let before = c.sim.snapshot();
-    let (status, body) = http(
-        &c,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": ts, "confirm": true})),
-    )
-    .await;
+    let (status, body) = post_restore(&c, json!({"timestamp": ts, "confirm": true})).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "entry_digest", "{body}");
     assert!(body["message"].as_str().unwrap().contains("objects.json"), "{body}");
@@ -262,14 +250,7 @@ async fn backup_change_restore_compare() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = http(
-        &c,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": ts, "confirm": true})),
-    )
-    .await;
+    let (status, body) = post_restore(&c, json!({"timestamp": ts, "confirm": true})).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("operation_running")),
@@ -434,14 +415,7 @@ async fn export_and_restore_on_a_second_cluster_in_another_namespace() {
     // Restore needs the bundle first, and says so.
     let out = b.cli_async(&["backup", "import", &archive.display().to_string()]).await;
     assert!(out.status.success(), "{}", text(&out));
-    let (status, body) = http(
-        &b,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": ts, "confirm": true})),
-    )
-    .await;
+    let (status, body) = post_restore(&b, json!({"timestamp": ts, "confirm": true})).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("bundle_not_imported")),
@@ -711,14 +685,7 @@ async fn encrypted_interrupted_and_missed_backups() {
     .1;
     assert_eq!(view["status"], "Failed", "{view}");
     assert!(view["reason"].as_str().unwrap().contains("interrupted"), "{view}");
-    let (status, body) = http(
-        &c,
-        reqwest::Method::POST,
-        "/api/v1/restores",
-        ADMIN,
-        Some(json!({"timestamp": held, "confirm": true})),
-    )
-    .await;
+    let (status, body) = post_restore(&c, json!({"timestamp": held, "confirm": true})).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("backup_not_successful")),
