@@ -454,7 +454,8 @@ fn step_unauthorized() -> ApiError {
     params(("ts" = String, Path), ("step" = String, Path, description = "the backup step's id")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "stored"), (status = 401, body = ErrorBody),
-        (status = 409, description = "`part_exists`", body = ErrorBody)))]
+        (status = 409, description = "`part_exists`", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: nothing is kept", body = ErrorBody)))]
 pub(super) async fn put_part(
     State(b): State<Backups>,
     headers: HeaderMap,
@@ -466,11 +467,31 @@ pub(super) async fn put_part(
     if !b.engine.backups.granted(&token, &id, &step, true) {
         return Err(step_unauthorized());
     }
+    let free = b.engine.backups.free_bytes();
+    let full = |need: u64| {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!("the part needs {need} bytes; the backups' volume has {free} beyond the store's reserve"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|l| *l > free) {
+        return Err(full(len));
+    }
     let mut sink = b.engine.backups.part_sink(&id, &step)?;
     let mut stream = body.into_data_stream();
+    let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         // A broken upload drops the sink: nothing is committed and the step may send again.
         let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "upload_failed", e.to_string()))?;
+        received += chunk.len() as u64;
+        if received > free {
+            return Err(full(received));
+        }
         std::io::Write::write_all(&mut sink, &chunk)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io", e.to_string()))?;
     }

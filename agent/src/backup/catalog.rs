@@ -56,6 +56,9 @@ pub struct RestoreRecord {
 
 pub struct BackupCatalog {
     pub storage: SharedStorage,
+    /// The directory behind `storage`, and the free space to leave on its volume.
+    dir: std::path::PathBuf,
+    reserve_bytes: u64,
     key: keys::SigningKey,
     trust: BackupTrust,
     identity: Option<age::x25519::Identity>,
@@ -92,6 +95,8 @@ impl BackupCatalog {
         let state = settings_file.load_or_seed(cfg)?;
         Ok(Self {
             storage,
+            dir,
+            reserve_bytes: agent.config.store.reserve_bytes.0,
             trust: BackupTrust {
                 own: key.public_key(),
                 trusted,
@@ -121,6 +126,14 @@ impl BackupCatalog {
             None => None,
         };
         Self::open(agent, key, identity)
+    }
+
+    /// Bytes a new part may still take on the backups' volume (free space minus the store's
+    /// reserve).
+    pub fn free_bytes(&self) -> u64 {
+        crate::store::free_bytes(&self.dir)
+            .map(|f| f.saturating_sub(self.reserve_bytes))
+            .unwrap_or(u64::MAX)
     }
 
     pub fn signing_key(&self) -> &keys::SigningKey {

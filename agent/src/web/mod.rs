@@ -50,6 +50,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/upgrade.js"),
     },
     Asset {
+        path: "/backups.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/backups.js"),
+    },
+    Asset {
         path: "/favicon.svg",
         content_type: "image/svg+xml",
         body: include_str!("assets/favicon.svg"),

@@ -6,10 +6,12 @@
 //   admin:  sign in (a wrong token first), a tampered bundle refused with the API's exact
 //           reason, 2.0.0 uploaded with progress and its verification result, a site value
 //           set (and a bad one refused as typed), the Upgrade Version dialog's validation,
-//           a keyboard-only upgrade to 2.0.0 followed to success, a downgrade that needs the
+//           a keyboard-only upgrade to 2.0.0 followed to success, the Backups section (the
+//           pre-upgrade backup, "Take backup" to Success, a refusal shown with its code, the
+//           Restore dialog's tick, a restore followed to its end), a downgrade that needs the
 //           tick, 3.0.0 failing and rolling back by itself, recovery buttons with confirmation,
 //           revision details, the audit log; at 375×800 nothing scrolls sideways;
-//   viewer: at 375×800, sees everything, every control disabled, the API answers 403;
+//   viewer: at 375×800, sees everything (backups too), every control disabled, the API answers 403;
 //   admin:  then rolls back from the failed state (confirmed) to a Ready 2.0.0;
 //   axe-core in every state; no request beyond loopback; no CSP violation.
 
@@ -41,6 +43,12 @@ async function outcome(page, expected) {
   const seen = await waitText(page, '#outcome:not([hidden]) #outcome-title', / (succeeded|failed)$/, OP_TIMEOUT);
   const why = `${await text(page, '#outcome-reason')} ${await text(page, '#outcome-rollback')}`;
   assert.equal(seen, expected, why);
+}
+
+/** The Backups table's rows as `timestamp status kind version`. */
+async function backupsShown(page) {
+  return page.locator('#backups-table tbody tr[data-backup]').evaluateAll((rows) => rows.map((r) => ['status', 'kind', 'version']
+    .reduce((acc, f) => `${acc} ${r.querySelector(`[data-field=${f}]`).textContent.trim()}`, r.dataset.backup)));
 }
 
 async function versionsShown(page) {
@@ -209,6 +217,98 @@ try {
   await waitText(page, '#versions-table tr[data-version="1.0.0"] td.marks', /previous/);
   await shot(page, 'upgrade-succeeded');
 
+  // ------------------------------------------------------------------ backups and a restore
+  step('backups: the pre-upgrade backup');
+  await page.locator('#backups').scrollIntoViewIfNeeded();
+  const pre = '#backups-table tbody tr[data-kind="preUpgrade"]';
+  await waitText(page, `${pre} [data-field=status]`, /^Success$/);
+  assert.match(await text(page, `${pre} [data-field=kind]`), /^preUpgrade\b/);
+  assert.equal(await text(page, `${pre} [data-field=version]`), '1.0.0');
+  assert.match(await text(page, `${pre} [data-field=size]`), /^\d+(\.\d)? (B|KB|MB)$/);
+  assert.equal(await page.locator(`${pre} button`).isEnabled(), true, 'a Success backup can be restored');
+  const config = await page.evaluate(async () => (await fetch('/api/v1/backups/config', {
+    headers: { Authorization: `Bearer ${sessionStorage.getItem('sealift.token')}` },
+  })).json());
+  await waitText(page, '#bs-frequency', /\S \S/);
+  assert.equal(await text(page, '#bs-frequency'), config.backupFrequency);
+  assert.equal(await text(page, '#bs-retention'), String(config.backupRetentionCount));
+  assert.equal(await text(page, '#bs-enabled'), config.enableRegularBackups ? 'on' : 'off');
+  assert.equal(await text(page, '#bs-before'), config.backupBeforeUpgrade ? 'on' : 'off');
+  await axeCheck(page, 'backups section');
+
+  step('backups: take one');
+  const takeAnswer = page.waitForResponse((r) => r.url().endsWith('/api/v1/backups') && r.request().method() === 'POST');
+  await page.locator('#take-backup').click();
+  const takeResp = await takeAnswer;
+  assert.equal(takeResp.status(), 202);
+  const taken = (await takeResp.json()).timestamp;
+  assert.match(taken, /^\d{4}-\d\d-\d\dt\d\d-\d\d-\d\d$/);
+  const row = `#backups-table tbody tr[data-backup="${taken}"]`;
+  await waitText(page, `${row} [data-field=status]`, /^Success$/, 60_000);
+  await waitText(page, '#backup-note', new RegExp(`${taken}.*Success`));
+  // A backup holds the engine but is no operation: the last operation's outcome stays.
+  await waitText(page, '#op-status', /^Upgrade to 2\.0\.0 succeeded/);
+  assert.equal(await text(page, '#outcome-title'), 'Upgrade to 2.0.0 succeeded');
+  assert.equal(await text(page, `${row} [data-field=kind]`), 'manual');
+  assert.equal(await text(page, `${row} [data-field=version]`), '2.0.0');
+  const listed = await backupsShown(page);
+  assert.equal(listed[0], `${taken} Success manual 2.0.0`, `newest first: ${listed.join(' | ')}`);
+  assert.match(listed[1], / Success preUpgrade.* 1\.0\.0$/, listed.join(' | '));
+  await shot(page, 'backups');
+
+  step('backups: the Restore dialog');
+  await page.locator(`${row} button`).click();
+  await page.locator('#restore-dialog').waitFor({ state: 'visible' });
+  assert.equal(await activeId(page), 'restore-cancel', 'the safe choice has the focus');
+  assert.equal(await text(page, '#restore-title'), `Restore backup ${taken}`);
+  assert.match(await text(page, '#restore-how'), /re-deploys version 2\.0\.0 .*restores only the data/);
+  assert.equal(await text(page, '#restore-confirm-label'), `Yes, restore ${taken}`);
+  assert.equal(await page.locator('#restore-submit').isDisabled(), true, 'Restore needs the tick');
+  // The modal dialog keeps the focus: Tab never reaches the page behind it.
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Tab');
+    const outside = await page.evaluate(() => {
+      const a = document.activeElement;
+      return a && a !== document.body && !a.closest('#restore-dialog') ? `${a.tagName}#${a.id}` : '';
+    });
+    assert.equal(outside, '', 'focus left the restore dialog');
+  }
+  await page.locator('#restore-confirm').check();
+  assert.equal(await page.locator('#restore-submit').isEnabled(), true);
+  await page.locator('#restore-confirm').uncheck();
+  assert.equal(await page.locator('#restore-submit').isDisabled(), true);
+  await page.locator('#restore-confirm').check();
+  await shot(page, 'restore-dialog');
+  await axeCheck(page, 'restore dialog open');
+  // A refusal shows the agent's message and code (answered here in the API's error shape:
+  // the sample's versions are all imported, so the agent itself would accept it).
+  await page.route('**/api/v1/restores', (route) => route.fulfill({
+    status: 409,
+    contentType: 'application/json',
+    body: JSON.stringify({ code: 'bundle_not_imported', message: 'version 2.0.0 is not imported: import it first' }),
+  }), { times: 1 });
+  await page.locator('#restore-submit').click();
+  await waitText(page, '#restore-error', /^version 2\.0\.0 is not imported: import it first \(bundle_not_imported\)$/);
+  assert.equal(await page.locator('#restore-dialog').isVisible(), true, 'the dialog stays open');
+  await page.unroute('**/api/v1/restores');
+  step('backups: restore, confirmed');
+  const restoreAnswer = page.waitForResponse((r) => r.url().endsWith('/api/v1/restores') && r.request().method() === 'POST');
+  await page.locator('#restore-submit').click();
+  const restoreResp = await restoreAnswer;
+  assert.equal(restoreResp.status(), 202, await restoreResp.text());
+  assert.deepEqual(restoreResp.request().postDataJSON(), { timestamp: taken, confirm: true });
+  await page.locator('#restore-dialog').waitFor({ state: 'hidden' });
+  assert.equal(await activeId(page), 'progress-title', 'focus moves to the progress');
+  await waitText(page, '#op-status', /[Rr]estore/, 30_000);
+  await outcome(page, 'Restore to 2.0.0 succeeded');
+  step('restored');
+  assert.equal(await text(page, '#outcome-reason'), `Restored backup ${taken} (2.0.0); it is ready.`);
+  await waitText(page, '#release-message', new RegExp(`^restored backup ${taken} \\(2\\.0\\.0\\); it is ready$`));
+  await waitText(page, '#phase', /^Ready/);
+  assert.equal(await text(page, '#current-version'), '2.0.0');
+  await waitText(page, '#revisions-table tbody tr:first-child', /2\.0\.0\s*restore\s*deployed/);
+  await shot(page, 'restore-succeeded');
+
   // ------------------------------------------------------------------ downgrade needs the tick
   step('a downgrade needs the tick');
   await page.locator('#open-upgrade').click();
@@ -296,7 +396,10 @@ try {
   await waitText(vpage, '#current-version', /^2\.0\.0$/);
   await waitText(vpage, '#outcome-title', /failed/);
   assert.deepEqual(await versionsShown(vpage), ['3.0.0', '2.0.0', '1.0.0']);
-  for (const sel of ['#open-upgrade', '#upload-button', '#bundle-file', '#retry', '#roll-forward', '#rollback', '#var-hostname-value', '#var-adminPassword-secret']) {
+  await waitText(vpage, '#backups-table tbody tr[data-kind="manual"] [data-field=status]', /^Success$/);
+  assert.ok((await vpage.locator('#backups-table tbody tr[data-backup] button').count()) >= 2, 'Restore buttons shown');
+  await waitText(vpage, '#bs-frequency', /\S \S/);
+  for (const sel of ['#open-upgrade', '#upload-button', '#bundle-file', '#retry', '#roll-forward', '#rollback', '#var-hostname-value', '#var-adminPassword-secret', '#take-backup']) {
     assert.equal(await vpage.locator(sel).isDisabled(), true, `${sel} is disabled for a viewer`);
   }
   await waitText(vpage, '#revisions-table tbody', /3\.0\.0/);
@@ -311,10 +414,15 @@ try {
   });
   assert.equal(answer.status, 403, JSON.stringify(answer));
   assert.equal(answer.body.code, 'forbidden');
+  for (const b of await vpage.locator('#backups-table tbody tr[data-backup] button').all()) {
+    assert.equal(await b.isDisabled(), true, 'a viewer cannot restore');
+  }
   await noSidewaysScroll(vpage, 375, 'viewer, 375×800');
   await shot(vpage, 'viewer-narrow', false);
   await vpage.locator('#history').scrollIntoViewIfNeeded();
   await shot(vpage, 'viewer-narrow-history', false);
+  await vpage.locator('#backups').scrollIntoViewIfNeeded();
+  await shot(vpage, 'viewer-narrow-backups', false);
   await axeCheck(vpage, 'viewer, 375×800');
   assertClean(viewer.problems, 'viewer');
   await viewer.context.close();

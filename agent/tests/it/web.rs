@@ -135,6 +135,7 @@ async fn admin_page_in_headless_chromium_upload_values_upgrade_rollback_viewer_a
         ("/app.js", "text/javascript; charset=utf-8"),
         ("/api.js", "text/javascript; charset=utf-8"),
         ("/upgrade.js", "text/javascript; charset=utf-8"),
+        ("/backups.js", "text/javascript; charset=utf-8"),
         ("/app.css", "text/css; charset=utf-8"),
     ] {
         let resp = http.get(format!("{}{path}", c.url)).send().await.unwrap();
@@ -267,6 +268,27 @@ async fn admin_page_in_headless_chromium_upload_values_upgrade_rollback_viewer_a
     assert!(has("upgrade", "alice", "accepted", Some("3.0.0")), "{audit:?}");
     assert!(has("vars-set", "alice", "ok", None), "{audit:?}");
     assert!(has("rollback", "alice", "accepted", Some("2.0.0")), "{audit:?}");
+    assert!(has("backup", "alice", "ok", Some("2.0.0")), "{audit:?}");
+    assert!(has("restore", "alice", "accepted", Some("2.0.0")), "{audit:?}");
+    assert!(
+        runs.iter().any(|r| r.0 == "2.0.0" && r.1 == "restore"),
+        "the restore from the page is a revision: {runs:?}"
+    );
+    let backups = get_json(&format!("{}/api/v1/backups", c.url), VIEWER).await;
+    let kinds: Vec<(&str, &str, &str)> = backups["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap(),
+                b["status"].as_str().unwrap(),
+                b["appVersion"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("manual", "Success", "2.0.0")), "{kinds:?}");
+    assert!(kinds.contains(&("preUpgrade", "Success", "1.0.0")), "{kinds:?}");
     assert!(
         has("upgrade", "victor", "refused", None),
         "the viewer's upgrade from the page is refused and audited"

@@ -1,7 +1,9 @@
 // The admin page: sign-in, release state and live progress, bundles (upload and versions),
-// site values, revision history and the audit log. Only the agent's documented API.
+// site values, backups and restores, revision history and the audit log. Only the agent's
+// documented API.
 
 import { ApiError, followEvents, get, post, put, token, uploadBundle } from './api.js';
+import { setupBackups } from './backups.js';
 import { setupUpgradeDialog } from './upgrade.js';
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +22,7 @@ const state = {
   lastProgress: null,
   logKeys: new Set(),
   finished: null, // {op, ok} of the operation followed to its end
+  backups: null, // the Backups section ({refresh, refreshList, stop})
 };
 
 const isAdmin = () => state.caller && state.caller.role === 'admin';
@@ -101,6 +104,7 @@ async function signIn(t) {
 
 function signOut() {
   if (state.events) state.events.abort();
+  if (state.backups) state.backups.stop();
   token.clear();
   Object.assign(state, { caller: null, release: null, versions: [], events: null, pending: null, watching: null, finished: null });
   $('app').hidden = true;
@@ -121,7 +125,7 @@ function onLink(connected, why) {
 // ------------------------------------------------------------------ data
 
 async function refreshAll() {
-  await Promise.allSettled([refreshRelease(), refreshVersions(), refreshVariables(), refreshRevisions(), refreshAudit()]);
+  await Promise.allSettled([refreshRelease(), refreshVersions(), refreshVariables(), refreshBackups(), refreshRevisions(), refreshAudit()]);
 }
 
 async function refreshRelease() {
@@ -135,6 +139,10 @@ async function refreshRelease() {
       $('release-message').textContent = errorText(e);
     }
   }
+}
+
+async function refreshBackups() {
+  if (state.backups) await state.backups.refresh();
 }
 
 async function refreshVersions() {
@@ -217,6 +225,13 @@ function renderOperation() {
   const view = state.release;
   if (!view) return;
   const s = view.status || {};
+  if (view.running && /^backup /.test(opName(view.running)) && !state.watching) {
+    // A backup holds the engine but is no release operation: the Backups section follows
+    // it, and the last operation's outcome stays as it was.
+    $('op-status').textContent = `${capital(opName(view.running))} is running; operations wait for it.`;
+    if (state.backups) state.backups.refreshList().catch(() => {});
+    return;
+  }
   if (view.running) {
     if (!state.watching) {
       // The first operation seen names the outcome (an automatic rollback runs inside it).
@@ -236,7 +251,7 @@ function renderOperation() {
   }
   if (state.pending) {
     // Requested; the controller has not started it yet. The state shown is from before.
-    $('op-status').textContent = `Requested ${state.pending.version}; waiting for the release engine to start.`;
+    $('op-status').textContent = `Requested ${state.pending.what || state.pending.version}; waiting for the release engine to start.`;
     $('outcome').hidden = true;
     return;
   }
@@ -249,6 +264,7 @@ function renderOperation() {
     refreshRevisions().catch(() => {});
     refreshVariables().catch(() => {});
     refreshAudit().catch(() => {});
+    refreshBackups().catch(() => {});
     showStepLogs().catch(() => {});
   }
   renderOutcome(s);
@@ -268,7 +284,11 @@ function renderOutcome(s) {
   if (!stalled) {
     box.className = 'outcome ok';
     title.textContent = `${capital(f.op)} succeeded`;
-    $('outcome-reason').textContent = `The application runs ${s.currentVersion} and is ready.`;
+    const ready = activeCondition(s);
+    // A restore's message names the backup: "restored backup … (version); it is ready".
+    $('outcome-reason').textContent = /^restore/.test(f.op) && ready && ready.message
+      ? `${capital(ready.message)}.`
+      : `The application runs ${s.currentVersion} and is ready.`;
     $('outcome-rollback').textContent = '';
     $('recovery').hidden = true;
     $('op-status').textContent = `${capital(f.op)} succeeded: ${s.currentVersion} is ready.`;
@@ -326,19 +346,23 @@ function onEvent(name, data) {
     if (data.step && state.pending) {
       state.pending = null;
     }
+    // An upgrade's Backup step takes a backup: show it while it runs.
+    if (data.step === 'Backup' && (!state.lastProgress || state.lastProgress.step !== 'Backup') && state.backups) {
+      state.backups.refreshList().catch(() => {});
+    }
     renderProgress(data);
   }
 }
 
-function operationStarted(version, disabledRollback) {
-  state.pending = { version };
+function operationStarted(version, disabledRollback, what) {
+  state.pending = { version, what };
   state.finished = null;
   state.logKeys.clear();
   $('op-log').replaceChildren();
   $('outcome').hidden = true;
   $('outcome-title').textContent = '';
   renderSteps(null, false);
-  $('op-status').textContent = `Requested ${version}${disabledRollback ? ' with rollback disabled' : ''}; waiting for the release engine to start.`;
+  $('op-status').textContent = `Requested ${what || version}${disabledRollback ? ' with rollback disabled' : ''}; waiting for the release engine to start.`;
   $('progress-title').focus();
   $('progress').scrollIntoView({ block: 'start' });
   refreshAudit().catch(() => {});
@@ -695,6 +719,11 @@ function start() {
       const r = await post('/api/v1/rollback', target ? { toVersion: target } : {});
       operationStarted(r.version || target || 'the previous version', false);
     });
+  });
+  state.backups = setupBackups({
+    el, badge, bytes, when, errorText, isAdmin, applyRole,
+    onRestoreStarted: (timestamp, version) => operationStarted(version, false, `restore of backup ${timestamp} (version ${version})`),
+    onChanged: () => refreshAudit().catch(() => {}),
   });
   $('revision-close').addEventListener('click', () => $('revision-dialog').close());
   $('audit-refresh').addEventListener('click', () => refreshAudit());
