@@ -39,10 +39,10 @@ pub fn sample_spec(version: &str) -> PathBuf {
 /// What the sample database's backup step does in the API simulator (which runs a Job's
 /// `sim.sealift.dev/exec` command instead of its image): it sends a dump to the agent the
 /// way the real `sample-db dump` does, `PUT $SEALIFT_BACKUP_URL` with the step token.
-pub const SIM_DUMP: &str = r#"printf "sample-db dump for backup %s\n" "$SEALIFT_BACKUP" | curl -sf -X PUT --data-binary @- -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
+pub const SIM_DUMP: &str = r#"printf "sample-db dump for backup %s\n" "$SEALIFT_BACKUP" | curl -sSf -X PUT --data-binary @- -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
 /// What its restore step does there: reads the dump back and checks it.
 pub const SIM_LOAD: &str =
-    r#"curl -sf -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL" | grep -q "sample-db dump""#;
+    r#"curl -sSf -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL" | grep -q "sample-db dump""#;
 
 /// Gives the sample app's backup and restore steps in `dir/sealift.yaml` their simulator
 /// commands ([`SIM_DUMP`], [`SIM_LOAD`]); such a spec builds with

@@ -177,6 +177,7 @@ pub async fn before_upgrade(engine: &Engine, op: &mut Operation) -> Result<(), S
         let status = capture::capture(engine, &engine.backups, writer, &previous)
             .await
             .map_err(|e| format!("pre-upgrade backup failed: {e}"))?;
+        apply_retention(engine);
         StepLog {
             step: "backup".into(),
             job: id.to_string(),

@@ -20,8 +20,8 @@ fn with_data_steps(version: &str, data: &Path) -> tempfile::TempDir {
     let d = sample_copy(version);
     let env = format!("    env:\n      - name: DATA\n        value: \"{}\"\n", data.display());
     // `$DATA/hold` keeps the dump waiting (a backup to interrupt).
-    let dump = r#"while [ -e "$DATA/hold" ]; do sleep 0.05; done; [ -f "$DATA/db" ] || { echo "no database at $DATA/db"; exit 3; }; curl -sf -X PUT --data-binary @"$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
-    let load = r#"curl -sf -o "$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
+    let dump = r#"while [ -e "$DATA/hold" ]; do sleep 0.05; done; [ -f "$DATA/db" ] || { echo "no database at $DATA/db"; exit 3; }; curl -sSf -X PUT --data-binary @"$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
+    let load = r#"curl -sSf -o "$DATA/db" -H "Authorization: Bearer $SEALIFT_STEP_TOKEN" "$SEALIFT_BACKUP_URL""#;
     edit(
         d.path(),
         "sealift.yaml",
@@ -601,13 +601,17 @@ async fn backups_protect_upgrades() {
 
 /// Restarts the agent with `extra` appended to its configuration.
 async fn restart_with(c: &mut Cluster, extra: &str) {
+    restart_edited(c, |text| format!("{text}{extra}")).await;
+}
+
+/// Restarts the agent with its configuration changed by `edit`.
+async fn restart_edited(c: &mut Cluster, edit: impl FnOnce(String) -> String) {
     let mut agent = c.agent.take().unwrap();
     agent.kill().unwrap();
     agent.wait().unwrap();
     let cfg = c.dir.path().join("agent.yaml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(extra);
-    std::fs::write(&cfg, text).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, edit(text)).unwrap();
     c.spawn_agent().await;
 }
 
@@ -721,6 +725,25 @@ async fn encrypted_interrupted_and_missed_backups() {
         .collect();
     assert_eq!(missed.len(), 1, "{:#?}", c.audit().await);
     assert!(c.log().contains("was missed while the agent was down"), "{}", c.log());
+
+    // A volume without room for the dump: the part upload is refused (507), nothing of it is
+    // kept, and the backup ends Failed.
+    restart_edited(&mut c, |text| text.replace("reserveBytes: 0", "reserveBytes: 1000Ti")).await;
+    let out = c.cli_async(&["backup", "create", "--wait"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let list = http(&c, reqwest::Method::GET, "/api/v1/backups/latest", VIEWER, None)
+        .await
+        .1;
+    assert_eq!(list["status"], "Failed", "{list}");
+    let reason = list["reason"].as_str().unwrap();
+    assert!(reason.contains("dump-db") && reason.contains("507"), "{reason}");
+    let full = list["timestamp"].as_str().unwrap();
+    assert!(
+        !c.dir
+            .path()
+            .join(format!("store/backups/{full}/entries/parts/dump-db"))
+            .exists()
+    );
 }
 
 async fn put_secret_key(c: &Cluster, name: &str, key: &str, value: &str) {
