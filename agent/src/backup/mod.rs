@@ -322,6 +322,23 @@ fn restore_record(engine: &Engine, target: &RestoreTarget) -> Option<RestoreReco
         .find(|r| r.timestamp == target.backup && r.request == target.request)
 }
 
+/// Records a restore request refused before it started (so `restore --wait` ends).
+pub fn record_restore_unstarted(engine: &Engine, backup: &str, request: &str, by: &str, reason: &str) {
+    engine.backups.record_restore(RestoreRecord {
+        timestamp: backup.to_owned(),
+        status: "Failed".into(),
+        started: Timestamp::now(),
+        finished: Some(Timestamp::now()),
+        version: String::new(),
+        source_namespace: String::new(),
+        skipped: vec![],
+        revision: None,
+        reason: reason.to_owned(),
+        requested_by: by.to_owned(),
+        request: request.to_owned(),
+    });
+}
+
 /// Records a restore that could not start after it was recorded as running.
 pub fn record_restore_refused(engine: &Engine, target: &RestoreTarget, reason: &str) {
     if let Some(mut record) = restore_record(engine, target) {

@@ -256,6 +256,13 @@ async fn reconcile(release: Arc<SealiftRelease>, engine: Arc<Engine>) -> Result<
                         started
                     }
                     Err(msg) => {
+                        crate::backup::record_restore_unstarted(
+                            &engine,
+                            request.backup.as_deref().unwrap_or(""),
+                            &request.id,
+                            &by,
+                            &msg,
+                        );
                         engine.update_status(|s| s.failed_generation = generation).await;
                         engine.set_state(Reason::RestoreFailed, &msg, generation).await;
                         Ok(())

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::release::{ADMIN, AGENT_NS, Cluster, VIEWER, Vendor, wait_for};
+use super::release::{ADMIN, AGENT_NS, Cluster, VIEWER, Vendor, condition, kubectl_patch, wait_for};
 use super::release_scenarios::{app_diff, edit, sample_copy, spec, stalled, text, upgrade_fails, upgrade_ok};
 
 const NS: &str = "sample";
@@ -274,6 +274,35 @@ async fn backup_change_restore_compare() {
     assert_eq!(pre.len(), 1, "{list}\n{r}\n{steps:?}");
     assert_eq!(pre[0]["appVersion"], "1.0.0");
     assert_eq!(pre[0]["status"], "Success");
+
+    // A Restore request written with kubectl for a backup that does not exist: refused
+    // before anything starts, and recorded so `restore --wait` ends.
+    kubectl_patch(
+        &c,
+        json!({"spec": {"request": {"id": "by-hand", "action": "Restore", "backup": "2020-01-01t00-00-00"}}}),
+    )
+    .await;
+    let r = wait_for(&c, "the request to be refused", |r| {
+        condition(r, "Stalled")["reason"] == "RestoreFailed"
+    })
+    .await;
+    let message = condition(&r, "Stalled")["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("2020-01-01t00-00-00"), "{message}");
+    let record = http(
+        &c,
+        reqwest::Method::GET,
+        "/api/v1/restores/2020-01-01t00-00-00",
+        VIEWER,
+        None,
+    )
+    .await
+    .1;
+    assert_eq!(
+        (record["status"].as_str(), record["request"].as_str()),
+        (Some("Failed"), Some("by-hand")),
+        "{record}"
+    );
+    assert_eq!(r["status"]["currentVersion"], "2.0.0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
