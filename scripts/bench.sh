@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `just bench`: build and verify throughput on synthetic incompressible layers beside the
 # floors (cat, openssl dgst -sha256) and peers (tar | zstd -T0), inspect time on a real and
-# a 100 GB sparse bundle, and peak memory of each. Not part of CI.
+# a 100 GB sparse bundle, backup archive write/verify/export (plain and age), import and push
+# beside skopeo, and peak memory of each. Not part of CI.
 #
 # BENCH_BYTES (default 1 GiB) sets the payload size.
 set -euo pipefail
@@ -62,6 +63,16 @@ $M "sealift-bundler verify" "$size" -- $B verify "$work/big.sealift" --root-dir 
 $M "sealift-bundler inspect (1 GB bundle)" 0 -- $B inspect "$work/big.sealift" --root-dir "$work/roots" --format json
 $K sparse-bundle "$work/sparse.sealift" 107374182400 --key "$work/keys/release.key" --root-dir "$work/roots" >/dev/null
 $M "sealift-bundler inspect (100 GB sparse)" 0 -- $B inspect "$work/sparse.sealift" --root-dir "$work/roots" --format json
+
+# --- Backups: a backup step's part streamed into an archive, plain and age-encrypted; what a
+# restore verifies and reads back; the export as one file. Floors above: cat, openssl dgst.
+cargo build --release -q -p agent --example backup_bench
+X=target/release/examples/backup_bench
+$M "backup: part from stdin, signed manifest" "$payload" -- "cat $(echo $layers) | $X write $work/bk-plain"
+$M "backup: verify, read back" "$payload" -- "$X verify $work/bk-plain"
+$M "backup: export as one file" "$payload" -- "$X export $work/bk-plain $work/bk.tar"
+$M "backup: part, age-encrypted" "$payload" -- "cat $(echo $layers) | $X write $work/bk-age --encrypt"
+$M "backup: verify, decrypt, read back" "$payload" -- "$X verify $work/bk-age"
 
 # --- Import and push (sealift-agent) beside skopeo copy of the same images -----------------
 A=target/release/sealift-agent
