@@ -411,6 +411,7 @@ impl Engine {
             flags,
             generation,
             requested_by,
+            None,
         )
     }
 
@@ -462,6 +463,7 @@ impl Engine {
             Flags::default(),
             generation,
             requested_by,
+            None,
         )
     }
 
@@ -490,36 +492,12 @@ impl Engine {
             flags,
             generation,
             requested_by,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        self: &Arc<Self>,
-        kind: OperationKind,
-        version: &str,
-        bundle: schemas::Digest,
-        sequence: u64,
-        source_revision: Option<u32>,
-        flags: Flags,
-        generation: Option<i64>,
-        requested_by: &str,
-    ) -> Result<(), EngineError> {
-        self.start_with(
-            kind,
-            version,
-            bundle,
-            sequence,
-            source_revision,
-            flags,
-            generation,
-            requested_by,
             None,
         )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start_with(
+    fn start(
         self: &Arc<Self>,
         kind: OperationKind,
         version: &str,
@@ -621,7 +599,7 @@ impl Engine {
         generation: Option<i64>,
         requested_by: &str,
     ) -> Result<(), EngineError> {
-        self.start_with(
+        self.start(
             OperationKind::Restore,
             &checked.version,
             checked.bundle.identity,
