@@ -231,6 +231,24 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the `backup:<ts>` pins: each bundle a backup needs for its restore is kept while
+    /// the backup exists (other pins stay).
+    pub fn set_backup_pins(&self, needed: &std::collections::BTreeMap<Digest, Vec<String>>) -> std::io::Result<()> {
+        let mut index = self.lock();
+        let mut next = index.clone();
+        for b in next.iter_mut() {
+            b.pins.retain(|p| !p.starts_with("backup:"));
+            for ts in needed.get(&b.identity).into_iter().flatten() {
+                b.pins.insert(format!("backup:{ts}"));
+            }
+        }
+        if next != *index {
+            persist::write_json(&self.dir.join("index.json"), &next)?;
+            *index = next;
+        }
+        Ok(())
+    }
+
     /// Marks a stored bundle corrupt, naming the entry whose bytes no longer match.
     pub fn mark_corrupt(&self, identity: &Digest, reason: String) -> std::io::Result<()> {
         let mut index = self.lock();

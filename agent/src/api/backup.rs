@@ -244,6 +244,7 @@ pub(super) async fn delete(
         ));
     }
     b.engine.backups.delete(&id)?;
+    crate::backup::sync_pins(&b.engine);
     b.agent.record(
         &who.name,
         "backup-delete",
@@ -419,6 +420,7 @@ pub(super) async fn import(
         );
         ApiError::from(e)
     })?;
+    crate::backup::sync_pins(&b.engine);
     let status = b.engine.backups.status(&id)?;
     b.agent.record(
         &who.name,

@@ -88,6 +88,7 @@ pub fn start_backup(
             return Err(BackupRequestError::Engine(EngineError::Internal(e)));
         }
     };
+    sync_pins(engine);
     let me = engine.clone();
     let by = requested_by.to_owned();
     let id_out = id;
@@ -115,6 +116,7 @@ pub fn start_backup(
             }
         };
         me.unreserve();
+        sync_pins(&me);
         match result {
             Ok(status) => {
                 me.agent.record(
@@ -174,9 +176,9 @@ pub async fn before_upgrade(engine: &Engine, op: &mut Operation) -> Result<(), S
         op.backup = Some(id.to_string());
         engine.save(op);
         let writer = capture::begin(engine, &engine.backups, &id, BackupKind::PreUpgrade, &previous)?;
-        let status = capture::capture(engine, &engine.backups, writer, &previous)
-            .await
-            .map_err(|e| format!("pre-upgrade backup failed: {e}"))?;
+        let captured = capture::capture(engine, &engine.backups, writer, &previous).await;
+        sync_pins(engine);
+        let status = captured.map_err(|e| format!("pre-upgrade backup failed: {e}"))?;
         apply_retention(engine);
         StepLog {
             step: "backup".into(),
@@ -367,6 +369,23 @@ pub fn record_restore_end(engine: &Engine, op: &Operation, target: &RestoreTarge
     });
 }
 
+/// Pins in the store every bundle a backup (running or successful) would restore, and only
+/// those: called whenever backups come or go.
+pub fn sync_pins(engine: &Engine) {
+    let mut needed: std::collections::BTreeMap<schemas::Digest, Vec<String>> = Default::default();
+    for (id, status) in engine.backups.list() {
+        if status.status == BackupState::Failed {
+            continue;
+        }
+        if let Some(digest) = status.bundle.as_deref().and_then(|b| b.parse().ok()) {
+            needed.entry(digest).or_default().push(id.to_string());
+        }
+    }
+    if let Err(e) = engine.agent.store.set_backup_pins(&needed) {
+        tracing::error!("cannot pin the bundles backups need: {e}");
+    }
+}
+
 /// Removes backups beyond `backupRetentionCount` (see [`settings::beyond_retention`]).
 pub fn apply_retention(engine: &Engine) {
     let count = engine.backups.settings().settings.backup_retention_count;
@@ -411,4 +430,5 @@ pub fn apply_retention(engine: &Engine) {
             Err(e) => tracing::warn!("cannot remove backup {id}: {e}"),
         }
     }
+    sync_pins(engine);
 }

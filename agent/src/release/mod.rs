@@ -50,6 +50,7 @@ pub async fn start(
     controller::ensure_release(&engine)
         .await
         .context("creating the SealiftRelease")?;
+    crate::backup::sync_pins(&engine);
     engine.resume_if_any()?;
     tokio::spawn(controller::run(engine.clone()));
     tokio::spawn(crate::backup::schedule::run(engine.clone()));

@@ -159,6 +159,42 @@ async fn backup_change_restore_compare() {
         assert!(started_at.elapsed() < Duration::from_secs(60), "{}", c.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The bundle a backup restores is pinned in the store while the backup exists.
+    let second_ts = started["timestamp"].as_str().unwrap().to_owned();
+    let pins = || async {
+        let versions = http(&c, reqwest::Method::GET, "/api/v1/versions", VIEWER, None).await.1;
+        let v1 = versions["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["version"] == "1.0.0")
+            .cloned()
+            .unwrap();
+        v1["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect::<Vec<String>>()
+    };
+    let before_delete = pins().await;
+    assert!(before_delete.contains(&format!("backup:{ts}")), "{before_delete:?}");
+    assert!(
+        before_delete.contains(&format!("backup:{second_ts}")),
+        "{before_delete:?}"
+    );
+    let (status, _) = http(&c, reqwest::Method::DELETE, &second, VIEWER, None).await;
+    assert_eq!(status, 403);
+    let out = c.cli_async(&["backup", "delete", &second_ts]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(http(&c, reqwest::Method::GET, &second, VIEWER, None).await.0, 404);
+    assert!(!c.dir.path().join(format!("store/backups/{second_ts}")).exists());
+    let after_delete = pins().await;
+    assert!(
+        !after_delete.contains(&format!("backup:{second_ts}")),
+        "{after_delete:?}"
+    );
+    assert!(after_delete.contains(&format!("backup:{ts}")), "{after_delete:?}");
 
     // Change data and objects.
     std::fs::write(data.path().join("db"), "rows after a bad day").unwrap();

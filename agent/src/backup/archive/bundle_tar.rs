@@ -398,5 +398,6 @@ fn imported_status(manifest: &BackupManifest, envelope_len: u64) -> BackupStatus
         kind: manifest.kind,
         revision: manifest.revision,
         encrypted: manifest.encrypted.is_some(),
+        bundle: Some(manifest.bundle.clone()),
     }
 }

@@ -54,6 +54,10 @@ pub struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
     pub encrypted: bool,
+    /// The identity of the bundle the backed-up version runs (`sha256:…`): the store keeps it
+    /// pinned while the backup exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// The status file's key.

@@ -71,6 +71,7 @@ impl BackupWriter {
             kind: info.kind,
             revision: info.revision,
             encrypted: encryption.is_some(),
+            bundle: Some(info.bundle.clone()),
         };
         write_status_at(storage.as_ref(), &id, &status_key(&id), &status, Commit::New)?;
         Ok(BackupWriter {
