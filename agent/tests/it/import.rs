@@ -10,86 +10,11 @@ use agent::service::Agent;
 use schemas::Timestamp;
 use tests::oci_fixtures::skopeo_inspect_raw;
 use tests::registry::{Registry, RegistryOptions};
-use tests::sample;
 
 pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
 pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
 /// SOURCE_DATE_EPOCH of test bundles: 2026-01-01.
-pub(crate) const CREATED: i64 = 1_767_225_600;
-
-/// Keys, roots, a registry with the sample images, and bundles built from them.
-pub(crate) struct Vendor {
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) registry: Registry,
-    pub(crate) release_key: PathBuf,
-    pub(crate) roots: PathBuf,
-}
-
-impl Vendor {
-    pub(crate) fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::start(RegistryOptions::default()).unwrap();
-        sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
-        let keys_dir = dir.path().join("keys");
-        std::fs::create_dir_all(&keys_dir).unwrap();
-        let root = keys::generate_key_files(&keys_dir, "root").unwrap();
-        let release = keys::generate_key_files(&keys_dir, "release").unwrap();
-        let roots = dir.path().join("roots");
-        let root_key = keys::SigningKey::load(&root.private_key, keys::PASSPHRASE_ENV).unwrap();
-        let release_pub = keys::PublicKey::load(&release.public_key).unwrap();
-        std::fs::create_dir_all(&roots).unwrap();
-        keys::root_dir::init(&roots, &[root_key], vec![], None, vec![release_pub], None).unwrap();
-        Self {
-            dir,
-            registry,
-            release_key: release.private_key,
-            roots,
-        }
-    }
-
-    /// Builds sample-app `version` with `sequence` (and extra args) into a bundle file.
-    pub(crate) fn build(&self, version: &str, sequence: u64, extra: &[&str]) -> PathBuf {
-        let out = self.dir.path().join(format!("sample-app-{version}-{sequence}.sealift"));
-        self.build_spec(&sample::sample_spec(version), &out, version, sequence, extra);
-        out
-    }
-
-    /// Builds the spec `spec` as `version` with `sequence` (and extra args) into `out`.
-    pub(crate) fn build_spec(&self, spec: &Path, out: &Path, version: &str, sequence: u64, extra: &[&str]) {
-        let mut argv = vec![
-            "sealift-bundler".to_owned(),
-            "build".to_owned(),
-            spec.display().to_string(),
-            "--version".into(),
-            version.into(),
-            "--sequence".into(),
-            sequence.to_string(),
-            "--key".into(),
-            self.release_key.display().to_string(),
-            "--root-dir".into(),
-            self.roots.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--helm".into(),
-            sample::helm_stand_in().display().to_string(),
-            "--registry-override".into(),
-            format!("quay.io={}", self.registry.addr()),
-            "--allow-simulator-annotations".into(),
-            "--format".into(),
-            "json".into(),
-        ];
-        argv.extend(extra.iter().map(|s| (*s).to_owned()));
-        let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let bundler::cli::Command::Build(args) = cli.command else {
-            unreachable!()
-        };
-        // The bundler runs its own runtime: keep it off the test's.
-        std::thread::spawn(move || bundler::cmd::build::run_at(*args, Some(&CREATED.to_string())))
-            .join()
-            .unwrap()
-            .unwrap();
-    }
-}
+pub(crate) use super::vendor::{CREATED, Vendor};
 
 /// A running agent on loopback with its own store and target registry.
 pub(crate) struct RunningAgent {
@@ -215,8 +140,8 @@ pub(crate) const NOW: i64 = CREATED + 59 * 86_400;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_sample_app_and_loads_every_image_into_the_registry() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
-    let v2 = vendor.build("2.0.0", 2, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
+    let v2 = vendor.build_plain("2.0.0", 2, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let out = cli_import(&a, &v1, ADMIN, &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -302,19 +227,19 @@ async fn assert_refused(a: &RunningAgent, file: &Path, extra: &[&str], code: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_the_reason_and_change_nothing() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 5, &[]);
+    let v1 = vendor.build_plain("1.0.0", 5, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     assert!(cli_import(&a, &v1, ADMIN, &[]).await.status.success());
 
     // Same version, lower sequence: a replayed older build.
-    let older = vendor.build("1.0.0", 4, &[]);
+    let older = vendor.build_plain("1.0.0", 4, &[]);
     assert_refused(&a, &older, &[], "older_build", "already accepted with sequence 5").await;
     // The head verified before the refusal: the audit record names its version.
     assert_eq!(last_audit(&a).version.as_deref(), Some("1.0.0"));
     // Raising minSequence revokes lower builds.
-    let v2 = vendor.build("2.0.0", 10, &["--min-sequence", "9"]);
+    let v2 = vendor.build_plain("2.0.0", 10, &["--min-sequence", "9"]);
     assert!(cli_import(&a, &v2, ADMIN, &[]).await.status.success());
-    let revoked = vendor.build("2.0.0", 8, &[]);
+    let revoked = vendor.build_plain("2.0.0", 8, &[]);
     assert_refused(&a, &revoked, &[], "below_min_sequence", "below the minimum sequence 9").await;
     assert_eq!(last_audit(&a).version.as_deref(), Some("2.0.0"));
     // --allow-older admits it, audited as a warning.
@@ -331,7 +256,7 @@ async fn refusals_name_the_reason_and_change_nothing() {
 
     // Signed by someone else's root.
     let stranger = Vendor::new();
-    let foreign = stranger.build("3.0.0", 20, &[]);
+    let foreign = stranger.build_plain("3.0.0", 20, &[]);
     assert_refused(&a, &foreign, &[], "root_chain_untrusted", "root chain is not trusted").await;
     // Its head did not verify: no version is claimed for it.
     assert_eq!(last_audit(&a).version, None);
@@ -362,7 +287,7 @@ async fn refusals_name_the_reason_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_product_and_space_refusals() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &["--valid-for", "30d"]);
+    let v1 = vendor.build_plain("1.0.0", 1, &["--valid-for", "30d"]);
     // Expired: the clock is past the install window.
     let a = start_agent(&vendor, "sample-app", "10Gi", CREATED + 31 * 86_400).await;
     assert_refused(&a, &v1, &[], "expired", "expired at").await;
@@ -388,8 +313,8 @@ async fn clock_product_and_space_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clock_behind_the_floor_is_refused() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
-    let v2 = vendor.build("2.0.0", 2, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
+    let v2 = vendor.build_plain("2.0.0", 2, &[]);
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
@@ -407,7 +332,7 @@ async fn clock_behind_the_floor_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_required_and_viewers_cannot_mutate() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let before = snapshot(&a);
     let client = reqwest::Client::new();
@@ -456,7 +381,7 @@ async fn tokens_are_required_and_viewers_cannot_mutate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_upload_resumes_after_an_agent_restart() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let bytes = std::fs::read(&v1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
@@ -535,7 +460,7 @@ async fn an_interrupted_upload_resumes_after_an_agent_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_from_a_path_on_the_agent_volume() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let out = tokio::task::spawn_blocking({
         let (url, v1) = (a.url.clone(), v1.clone());
@@ -572,7 +497,7 @@ fn a_failing_writer_leaves_no_partial_file() {
         }
     }
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
@@ -600,7 +525,7 @@ fn a_failing_writer_leaves_no_partial_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_little_free_space_and_unreadable_sources_are_refused() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     // A reserve larger than any volume: free space minus the reserve is zero.
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
@@ -683,7 +608,7 @@ async fn partial_uploads_expire_after_a_day() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_rotation_is_accepted_and_never_goes_back() {
     let vendor = Vendor::new();
-    let old = vendor.build("1.0.0", 1, &[]);
+    let old = vendor.build_plain("1.0.0", 1, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     // The vendor rotates to root 2 with a new release key, signed by the root key.
     let keys_dir = vendor.dir.path().join("keys");
@@ -705,7 +630,7 @@ async fn root_rotation_is_accepted_and_never_goes_back() {
         release_key: new_release.private_key,
         roots: vendor.roots,
     };
-    let v2 = rotated.build("2.0.0", 2, &[]);
+    let v2 = rotated.build_plain("2.0.0", 2, &[]);
     let out = cli_import(&a, &v2, ADMIN, &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(a.agent.trust_state().roots.len(), 2);
@@ -716,8 +641,8 @@ async fn root_rotation_is_accepted_and_never_goes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_sequence_rebuild_replaces_the_listed_build_and_retention_keeps_the_newest() {
     let vendor = Vendor::new();
-    let first = vendor.build("1.0.0", 1, &[]);
-    let rebuild = vendor.build("1.0.0", 2, &[]);
+    let first = vendor.build_plain("1.0.0", 1, &[]);
+    let rebuild = vendor.build_plain("1.0.0", 2, &[]);
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     let cfg = write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
@@ -736,8 +661,8 @@ async fn a_higher_sequence_rebuild_replaces_the_listed_build_and_retention_keeps
     );
 
     // keep 0: the two newest (room for current and previous) stay, older ones go.
-    let v2 = vendor.build("2.0.0", 3, &[]);
-    let v3 = vendor.build("3.0.0", 4, &[]);
+    let v2 = vendor.build_plain("2.0.0", 3, &[]);
+    let v3 = vendor.build_plain("3.0.0", 4, &[]);
     assert!(cli_import(&a, &v2, ADMIN, &[]).await.status.success());
     assert!(cli_import(&a, &v3, ADMIN, &[]).await.status.success());
     let versions: Vec<String> = a.agent.store.list().into_iter().map(|b| b.version).collect();
@@ -748,7 +673,7 @@ async fn a_higher_sequence_rebuild_replaces_the_listed_build_and_retention_keeps
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_bundle_is_refused_for_import_while_a_stored_one_stays_listed() {
     let vendor = Vendor::new();
-    let stored = vendor.build("1.0.0", 1, &["--valid-for", "30d"]);
+    let stored = vendor.build_plain("1.0.0", 1, &["--valid-for", "30d"]);
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     write_config(dir.path(), &vendor, &target, "sample-app", "10Gi");
@@ -761,7 +686,7 @@ async fn an_expired_bundle_is_refused_for_import_while_a_stored_one_stays_listed
     } = a;
     _server.abort();
     let a = start_agent_in(dir, target, CREATED + 40 * 86_400).await;
-    let late = vendor.build("2.0.0", 2, &["--valid-for", "30d"]);
+    let late = vendor.build_plain("2.0.0", 2, &["--valid-for", "30d"]);
     assert_refused(&a, &late, &[], "expired", "expired at").await;
     let listed = a.agent.store.list();
     assert_eq!(listed.len(), 1);
@@ -822,7 +747,7 @@ async fn flaky_proxy(upstream: String, cut: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_import_command_resumes_after_a_broken_connection() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let upstream = a.url.trim_start_matches("http://").to_owned();
     // The connection carrying the 100,000th byte sent breaks mid-request.

@@ -14,4 +14,5 @@ mod release_resume;
 mod release_scenarios;
 mod restage;
 mod tls;
+mod vendor;
 mod web;

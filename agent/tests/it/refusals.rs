@@ -28,7 +28,7 @@ use tests::sample;
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 /// SOURCE_DATE_EPOCH of the bundle: 2026-01-01.
-const CREATED: i64 = 1_767_225_600;
+use super::vendor::{CREATED, Vendor};
 /// The agent's clock: 2026-03-01, inside the bundle's window.
 const NOW: i64 = CREATED + 59 * 86_400;
 /// The good bundle's sequence and minSequence; importing it raises the agent's minSequence.
@@ -44,79 +44,30 @@ const MAX_BYTES: u64 = 1 << 60;
 const NOT_REACHABLE_BY_CLI: &[(&str, &str)] = &[];
 
 /// The vendor's keys and roots, and one good sample-app bundle built by the real bundler.
-struct Vendor {
-    _dir: tempfile::TempDir,
-    _source: Registry,
+struct Fixture {
+    _vendor: Vendor,
     roots: PathBuf,
     release_key: SigningKey,
     good: PathBuf,
 }
 
-impl Vendor {
+impl Fixture {
     fn build() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let source = Registry::start(RegistryOptions::default()).unwrap();
-        sample::seed_sample_images(&source, &dir.path().join("layouts")).unwrap();
-        let keys_dir = dir.path().join("keys");
-        std::fs::create_dir_all(&keys_dir).unwrap();
-        let root = keys::generate_key_files(&keys_dir, "root").unwrap();
-        let release = keys::generate_key_files(&keys_dir, "release").unwrap();
-        let root_key = SigningKey::load(&root.private_key, keys::PASSPHRASE_ENV).unwrap();
-        let roots = dir.path().join("roots");
-        std::fs::create_dir_all(&roots).unwrap();
-        keys::root_dir::init(
-            &roots,
-            &[root_key],
-            vec![],
-            None,
-            vec![keys::PublicKey::load(&release.public_key).unwrap()],
-            None,
-        )
-        .unwrap();
-        let good = dir.path().join("good.sealift");
-        let argv: Vec<String> = [
-            "sealift-bundler",
-            "build",
-            &sample::sample_spec("1.0.0").display().to_string(),
-            "--version",
+        let vendor = Vendor::new();
+        let good = vendor.dir.path().join("good.sealift");
+        vendor.build_into(
+            &sample::sample_spec("1.0.0"),
+            &good,
             "1.0.0",
-            "--sequence",
-            &SEQUENCE.to_string(),
-            "--min-sequence",
-            &MIN_SEQUENCE.to_string(),
-            "--key",
-            &release.private_key.display().to_string(),
-            "--root-dir",
-            &roots.display().to_string(),
-            "--out",
-            &good.display().to_string(),
-            "--helm",
-            &sample::helm_stand_in().display().to_string(),
-            "--registry-override",
-            &format!("quay.io={}", source.addr()),
-            "--allow-simulator-annotations",
-            "--format",
-            "json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let bundler::cli::Command::Build(args) = cli.command else {
-            unreachable!()
-        };
-        // The bundler runs its own runtime: keep it off the test's.
-        std::thread::spawn(move || bundler::cmd::build::run_at(*args, Some(&CREATED.to_string())))
-            .join()
-            .unwrap()
-            .unwrap();
-        let release_key = SigningKey::load(&release.private_key, keys::PASSPHRASE_ENV).unwrap();
+            SEQUENCE,
+            CREATED,
+            &["--min-sequence", &MIN_SEQUENCE.to_string()],
+        );
         Self {
-            _dir: dir,
-            _source: source,
-            roots,
-            release_key,
+            roots: vendor.roots.clone(),
+            release_key: vendor.signing_key(),
             good,
+            _vendor: vendor,
         }
     }
 }
@@ -289,7 +240,7 @@ struct RunningAgent {
 }
 
 /// `agent.yaml` for a store in `dir`, listening on `listen`.
-fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, listen: &str) -> PathBuf {
+fn write_config(dir: &Path, vendor: &Fixture, target: &Registry, listen: &str) -> PathBuf {
     std::fs::write(dir.join("admin.token"), ADMIN).unwrap();
     std::fs::write(dir.join("viewer.token"), "viewer-token-0123456789abcdef").unwrap();
     std::fs::copy(vendor.roots.join("1.root.json"), dir.join("root.json")).unwrap();
@@ -302,7 +253,7 @@ fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, listen: &str) ->
     path
 }
 
-async fn start_agent(vendor: &Vendor) -> RunningAgent {
+async fn start_agent(vendor: &Fixture) -> RunningAgent {
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
     let cfg = AgentConfig::load(&write_config(dir.path(), vendor, &target, "127.0.0.1:0")).unwrap();
@@ -472,7 +423,7 @@ fn every_code() -> BTreeSet<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_reason_is_refused_through_the_cli_and_changes_nothing() {
-    let vendor = Vendor::build();
+    let vendor = Fixture::build();
     let imported = Good::new(std::fs::read(&vendor.good).unwrap(), vendor.release_key.clone());
     let a = start_agent(&vendor).await;
     let store = a.dir.path().join("store");
@@ -766,7 +717,7 @@ async fn every_refusal_reason_is_refused_through_the_cli_and_changes_nothing() {
 
 /// The code `schemas::verify_file` refuses `file` with, under the trust state the agent has
 /// after the first import (minSequence 3, clock floor NOW), or `None` if it verifies.
-fn library_code(vendor: &Vendor, file: &Path) -> Option<&'static str> {
+fn library_code(vendor: &Fixture, file: &Path) -> Option<&'static str> {
     let trusted = keys::TrustedRoots::from_envelopes(&keys::root_dir::load(&vendor.roots).unwrap()).unwrap();
     let policy = schemas::Policy {
         product: Some("sample-app".parse().unwrap()),
@@ -789,7 +740,7 @@ const FILE_SIZE_LIMIT_BLOCKS: u64 = 128;
 
 /// `write_failed`: the agent runs as its own process under a file size limit below the
 /// bundle's size, so writing the upload's data file fails after the head verified.
-async fn write_failed_mid_stream(vendor: &Vendor, good: &Good, target: &Registry) -> Result<(), String> {
+async fn write_failed_mid_stream(vendor: &Fixture, good: &Good, target: &Registry) -> Result<(), String> {
     // `ulimit -f` counts 512-byte blocks (POSIX; bash in sh mode too).
     let limit = FILE_SIZE_LIMIT_BLOCKS * 512;
     assert!(limit < good.bytes.len() as u64 / 2, "the limit must stop the upload");

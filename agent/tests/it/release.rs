@@ -3,109 +3,19 @@
 //! component crash-loops and rolls back by itself — each checked in the cluster, the
 //! registry, the `SealiftRelease` status, the history and the audit log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use tests::registry::{Registry, RegistryOptions};
-use tests::sample;
+
+pub(crate) use super::vendor::Vendor;
 
 pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
 pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
-pub(crate) const CREATED: i64 = 1_767_225_600;
 pub(crate) const AGENT_NS: &str = "sealift-system";
-
-pub(crate) struct Vendor {
-    pub(crate) dir: tempfile::TempDir,
-    pub(crate) registry: Registry,
-    pub(crate) release_key: PathBuf,
-    pub(crate) roots: PathBuf,
-}
-
-impl Vendor {
-    pub(crate) fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::start(RegistryOptions::default()).unwrap();
-        sample::seed_sample_images(&registry, &dir.path().join("layouts")).unwrap();
-        let keys_dir = dir.path().join("keys");
-        std::fs::create_dir_all(&keys_dir).unwrap();
-        let root = keys::generate_key_files(&keys_dir, "root").unwrap();
-        let release = keys::generate_key_files(&keys_dir, "release").unwrap();
-        let roots = dir.path().join("roots");
-        let root_key = keys::SigningKey::load(&root.private_key, keys::PASSPHRASE_ENV).unwrap();
-        let release_pub = keys::PublicKey::load(&release.public_key).unwrap();
-        std::fs::create_dir_all(&roots).unwrap();
-        keys::root_dir::init(&roots, &[root_key], vec![], None, vec![release_pub], None).unwrap();
-        Self {
-            dir,
-            registry,
-            release_key: release.private_key,
-            roots,
-        }
-    }
-
-    /// The sample app `version`, its backup and restore steps running in the simulator.
-    pub(crate) fn build(&self, version: &str, sequence: u64) -> PathBuf {
-        let dir = self.dir.path().join(format!("spec-{version}-{sequence}"));
-        let spec = sample::simulated_spec(version, &dir).unwrap();
-        self.build_spec(&spec, version, sequence)
-    }
-
-    /// Builds a bundle from any build spec (a modified copy of the sample app, say).
-    pub(crate) fn build_spec(&self, spec: &Path, version: &str, sequence: u64) -> PathBuf {
-        self.build_spec_with(spec, version, sequence, CREATED, &["--valid-for", "3650d"])
-    }
-
-    /// As [`Vendor::build_spec`], created at `created` (`SOURCE_DATE_EPOCH`) with `extra`
-    /// bundler arguments instead of `--valid-for 3650d` (a short `--valid-for`, say).
-    pub(crate) fn build_spec_with(
-        &self,
-        spec: &Path,
-        version: &str,
-        sequence: u64,
-        created: i64,
-        extra: &[&str],
-    ) -> PathBuf {
-        let out = self.dir.path().join(format!("sample-app-{version}-{sequence}.sealift"));
-        let mut argv: Vec<String> = [
-            "sealift-bundler",
-            "build",
-            &spec.display().to_string(),
-            "--version",
-            version,
-            "--sequence",
-            &sequence.to_string(),
-            "--key",
-            &self.release_key.display().to_string(),
-            "--root-dir",
-            &self.roots.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-            "--helm",
-            &sample::helm_stand_in().display().to_string(),
-            "--registry-override",
-            &format!("quay.io={}", self.registry.addr()),
-            "--allow-simulator-annotations",
-            "--format",
-            "json",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        argv.extend(extra.iter().map(|s| (*s).to_owned()));
-        let cli = <bundler::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        let bundler::cli::Command::Build(args) = cli.command else {
-            unreachable!()
-        };
-        std::thread::spawn(move || bundler::cmd::build::run_at(*args, Some(&created.to_string())))
-            .join()
-            .unwrap()
-            .unwrap();
-        out
-    }
-}
 
 /// The agent binary serving against the simulator.
 pub(crate) struct Cluster {

@@ -11,7 +11,7 @@ use tests::oci_fixtures::{SyntheticImage, skopeo_inspect_raw};
 use tests::registry::{Registry, RegistryOptions};
 
 use crate::import::{
-    ADMIN, NOW, RunningAgent, VIEWER, Vendor, cli_import, last_audit, registry_state, snapshot, start_agent,
+    ADMIN, CREATED, NOW, RunningAgent, VIEWER, Vendor, cli_import, last_audit, registry_state, snapshot, start_agent,
     start_agent_in, stderr, write_config,
 };
 
@@ -122,7 +122,7 @@ fn uploads_in(log: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reimporting_a_stored_identity_sends_only_the_head_and_restages_from_the_store() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let mut a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let front = proxy(a.url.trim_start_matches("http://").to_owned(), None).await;
     let size = std::fs::metadata(&v1).unwrap().len();
@@ -233,7 +233,7 @@ async fn reimporting_a_stored_identity_sends_only_the_head_and_restages_from_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_bundle_corrupted_on_disk_is_refused_when_staged_again_then_repaired() {
     let vendor = Vendor::new();
-    let v1 = vendor.build("1.0.0", 1, &[]);
+    let v1 = vendor.build_plain("1.0.0", 1, &[]);
     let mut a = start_agent(&vendor, "sample-app", "10Gi", NOW).await;
     let out = cli_import(&a, &v1, ADMIN, &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -376,7 +376,7 @@ async fn status_shows_push_progress_while_images_are_staged() {
     let vendor = Vendor::new();
     let spec = big_spec(&vendor.dir.path().join("big"), LAYER);
     let bundle = vendor.dir.path().join("big-1.0.0.sealift");
-    vendor.build_spec(&spec, &bundle, "1.0.0", 1, &[]);
+    vendor.build_into(&spec, &bundle, "1.0.0", 1, CREATED, &[]);
 
     // The agent reaches its registry through a proxy that forwards 4 MiB/s per connection.
     let dir = tempfile::tempdir().unwrap();
