@@ -69,7 +69,13 @@ pub struct BackupCatalog {
     grants: Mutex<BTreeMap<String, PartGrant>>,
     restores_path: std::path::PathBuf,
     restores: Mutex<()>,
+    /// Restore requests whose backup was verified in full by this process (the API checks a
+    /// request before it writes it; the controller then picks it up): the newest few.
+    verified_requests: Mutex<std::collections::VecDeque<(String, BackupId)>>,
 }
+
+/// How many restore requests [`BackupCatalog::open_for_restore`] remembers.
+const VERIFIED_REQUESTS: usize = 8;
 
 impl BackupCatalog {
     pub fn open(
@@ -109,6 +115,7 @@ impl BackupCatalog {
             grants: Mutex::new(BTreeMap::new()),
             restores_path: release_dir.join("restores.json"),
             restores: Mutex::new(()),
+            verified_requests: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -156,6 +163,33 @@ impl BackupCatalog {
     /// Every check before a restore reads anything: signature, every entry, decryptability.
     pub fn open_verified(&self, id: &BackupId) -> Result<VerifiedBackup, ArchiveError> {
         archive::open_verified(self.storage.clone(), id, &self.trust, self.identity.as_ref())
+    }
+
+    /// A backup verified in full earlier in the same operation (see
+    /// [`archive::reopen_verified`]): no second digest pass; reads still check every byte.
+    pub fn reopen_verified(&self, id: &BackupId) -> Result<VerifiedBackup, ArchiveError> {
+        archive::reopen_verified(self.storage.clone(), id, &self.trust, self.identity.as_ref())
+    }
+
+    /// The check of restore `request`: in full, unless this process already verified this
+    /// backup in full for the same request (the API's check, moments before the controller's).
+    pub fn open_for_restore(&self, id: &BackupId, request: &str) -> Result<VerifiedBackup, ArchiveError> {
+        let key = (request.to_owned(), *id);
+        let seen = self
+            .verified_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key);
+        if seen {
+            return self.reopen_verified(id);
+        }
+        let backup = self.open_verified(id)?;
+        let mut verified = self.verified_requests.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() == VERIFIED_REQUESTS {
+            verified.pop_front();
+        }
+        verified.push_back(key);
+        Ok(backup)
     }
 
     /// Whether a backup with this id exists (in any state).
@@ -206,9 +240,11 @@ impl BackupCatalog {
         self.storage.size(&key).is_ok()
     }
 
-    /// A stored part for a restore step (the backup verified first).
+    /// A stored part for a restore step. Only a restore's step Jobs hold a read grant, and the
+    /// restore verified the backup in full before it started them; the read checks the bytes.
     pub fn read_part(&self, id: &BackupId, step: &str) -> Result<Box<dyn std::io::Read + Send>, ArchiveError> {
-        self.open_verified(id)?.read(&crate::backup::capture::part_entry(step))
+        self.reopen_verified(id)?
+            .read(&crate::backup::capture::part_entry(step))
     }
 
     // --- settings -------------------------------------------------------------------------

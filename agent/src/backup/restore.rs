@@ -86,7 +86,7 @@ pub fn check(
     skip: Vec<String>,
     request: String,
 ) -> Result<CheckedRestore, RestoreRefusal> {
-    let backup = catalog.open_verified(id)?;
+    let backup = catalog.open_for_restore(id, &request)?;
     let manifest = backup.manifest();
     let version = manifest.app_version.clone();
     let stored = engine

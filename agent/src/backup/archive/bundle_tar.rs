@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use super::error::ArchiveError;
 use super::manifest::{self, BackupManifest, BackupTrust, MANIFEST_FILE};
 use super::names::{BackupId, EntryName};
-use super::reader::{CheckedReader, check_digest, check_size, verify_stored};
+use super::reader::{CheckedReader, Depth, check_digest, check_size, verify_stored};
 use super::status::{BackupState, BackupStatus, STATUS_FILE, read_status, write_status_at};
 use super::storage::{BackupStorage, Commit, SharedStorage};
 use super::writer::{ENTRIES_DIR, INCOMING_PREFIX, entry_key, put_new};
@@ -46,7 +46,7 @@ impl Export {
     /// Verifies backup `id` as [`super::open_verified`] does (without decrypting: an
     /// encrypted backup is exported encrypted, and needs no key here).
     pub fn prepare(storage: SharedStorage, id: &BackupId, trust: &BackupTrust) -> Result<Export, ArchiveError> {
-        let (manifest, envelope) = verify_stored(storage.as_ref(), id, trust, |_| Ok(()))?;
+        let (manifest, envelope) = verify_stored(storage.as_ref(), id, trust, Depth::Full, |_| Ok(()))?;
         Ok(Export {
             storage,
             manifest,

@@ -28,7 +28,9 @@
 //!   or an explicitly trusted one (`verify_strict`), strict manifest naming the same id, the
 //!   exact set of stored entries, each one's size and digest, and that the configured age
 //!   identity is the recipient. Reads hash the bytes again and fail at the last byte if they
-//!   changed since.
+//!   changed since. Later passes of the same operation use [`reopen_verified`], which skips
+//!   only the digest pass: a restore reads each stored byte twice (verify, restore), not once
+//!   per pass.
 //! - Every refusal is an [`ArchiveError`] with a stable [`ArchiveError::code`].
 //!
 //! # Choices
@@ -64,7 +66,7 @@ pub use manifest::{
     BACKUP_PAYLOAD_TYPE, BackupInfo, BackupManifest, BackupTrust, Encryption, FORMAT, MANIFEST_FILE, ManifestEntry,
 };
 pub use names::{BackupId, EntryName, MAX_ENTRY_NAME};
-pub use reader::{VerifiedBackup, delete_backup, open_verified};
+pub use reader::{VerifiedBackup, delete_backup, open_verified, reopen_verified};
 pub use status::{BackupKind, BackupState, BackupStatus, STATUS_FILE, list_backups, read_status, write_status};
 pub use storage::{BackupStorage, Commit, DirStorage, PendingObject, SharedStorage};
 pub use writer::{

@@ -38,7 +38,39 @@ pub fn open_verified(
     trust: &BackupTrust,
     identity: Option<&age::x25519::Identity>,
 ) -> Result<VerifiedBackup, ArchiveError> {
-    let (manifest, _) = verify_stored(storage.as_ref(), id, trust, |m| manifest::check_key(m, identity))?;
+    open(storage, id, trust, identity, Depth::Full)
+}
+
+/// Opens a backup that was verified in full earlier in the same operation: every check of
+/// [`open_verified`] except re-hashing the entries, so a multi-GB backup is not read once per
+/// restore pass. The sizes and the exact set of entries are still checked, and every read
+/// hashes its bytes and fails at the last byte if they changed since.
+pub fn reopen_verified(
+    storage: SharedStorage,
+    id: &BackupId,
+    trust: &BackupTrust,
+    identity: Option<&age::x25519::Identity>,
+) -> Result<VerifiedBackup, ArchiveError> {
+    open(storage, id, trust, identity, Depth::Sizes)
+}
+
+/// How much of a stored backup is checked before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Depth {
+    /// Everything, including every entry's digest: one read of every stored byte.
+    Full,
+    /// Everything but the entries' digests (the reads check those).
+    Sizes,
+}
+
+fn open(
+    storage: SharedStorage,
+    id: &BackupId,
+    trust: &BackupTrust,
+    identity: Option<&age::x25519::Identity>,
+    depth: Depth,
+) -> Result<VerifiedBackup, ArchiveError> {
+    let (manifest, _) = verify_stored(storage.as_ref(), id, trust, depth, |m| manifest::check_key(m, identity))?;
     Ok(VerifiedBackup {
         storage,
         manifest,
@@ -112,13 +144,15 @@ impl VerifiedBackup {
     }
 }
 
-/// Verifies a stored backup without decrypting anything (for [`open_verified`] and export);
+/// Verifies a stored backup to `depth` without decrypting anything (for [`open_verified`] and
+/// export);
 /// `check_key` runs once the manifest is trusted and before any entry is hashed. Returns the
 /// manifest and the envelope's bytes.
 pub(crate) fn verify_stored(
     storage: &dyn BackupStorage,
     id: &BackupId,
     trust: &BackupTrust,
+    depth: Depth,
     check_key: impl FnOnce(&BackupManifest) -> Result<(), ArchiveError>,
 ) -> Result<(BackupManifest, Vec<u8>), ArchiveError> {
     let status = read_status(storage, id)?;
@@ -139,7 +173,7 @@ pub(crate) fn verify_stored(
     }
     check_key(&manifest)?;
     check_listing(storage, &manifest)?;
-    check_entries(storage, &manifest)?;
+    check_entries(storage, &manifest, depth)?;
     Ok((manifest, bytes))
 }
 
@@ -198,8 +232,8 @@ fn check_listing(storage: &dyn BackupStorage, manifest: &BackupManifest) -> Resu
     Ok(())
 }
 
-/// Every entry's size (all first: cheap), then every entry's digest.
-fn check_entries(storage: &dyn BackupStorage, manifest: &BackupManifest) -> Result<(), ArchiveError> {
+/// Every entry's size (all first: cheap), then, at [`Depth::Full`], every entry's digest.
+fn check_entries(storage: &dyn BackupStorage, manifest: &BackupManifest, depth: Depth) -> Result<(), ArchiveError> {
     let id = manifest.id;
     let io_err = |path: &EntryName, e| ArchiveError::io(format!("reading entry {path} of backup {id}"), e);
     for entry in &manifest.entries {
@@ -207,6 +241,9 @@ fn check_entries(storage: &dyn BackupStorage, manifest: &BackupManifest) -> Resu
             .size(&entry_key(&id, &entry.path))
             .map_err(|e| io_err(&entry.path, e))?;
         check_size(&id.to_string(), entry, found)?;
+    }
+    if depth == Depth::Sizes {
+        return Ok(());
     }
     for entry in &manifest.entries {
         let (size, sha256) = storage

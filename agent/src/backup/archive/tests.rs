@@ -288,6 +288,35 @@ fn a_change_after_verification_fails_the_read() {
     );
 }
 
+/// The reopen of a verified backup skips only the digest pass: the signature, the set of
+/// entries and their sizes are checked, and a changed byte still fails the read.
+#[test]
+fn a_reopened_backup_checks_everything_but_digests_and_reads_still_check_them() {
+    let f = fixture();
+    f.backup(ID, None);
+    let reopen = || reopen_verified(f.storage.clone(), &ID.parse().unwrap(), &f.trust(), None);
+    assert_eq!(read_all(&reopen().unwrap(), "parts/db"), b"dump of the database");
+
+    let db = f.file(ID, "entries/parts/db");
+    flip_byte(&db, 19);
+    assert_eq!(code(f.open(ID)), "entry_digest");
+    let backup = reopen().unwrap();
+    let mut out = Vec::new();
+    let err = backup.read("parts/db").unwrap().read_to_end(&mut out).unwrap_err();
+    assert_eq!(ArchiveError::io("reading", err).code(), "entry_digest");
+
+    std::fs::write(&db, b"dump of the").unwrap();
+    assert_eq!(code(reopen()), "entry_size");
+    std::fs::write(f.file(ID, "entries/parts/extra"), b"x").unwrap();
+    assert_eq!(code(reopen()), "entry_unlisted");
+    let other = BackupTrust {
+        own: keys::SigningKey::from_seed(&[2; 32]).public_key(),
+        trusted: vec![],
+    };
+    let err = reopen_verified(f.storage.clone(), &ID.parse().unwrap(), &other, None).unwrap_err();
+    assert_eq!(err.code(), "untrusted_key", "{err}");
+}
+
 /// The manifest envelope of a stored backup.
 fn envelope(f: &Fixture) -> keys::Envelope {
     keys::Envelope::parse_canonical(&std::fs::read(f.file(ID, MANIFEST_FILE)).unwrap()).unwrap()
