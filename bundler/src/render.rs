@@ -1,6 +1,7 @@
 //! The output of `helm template`: one document per `---` / `# Source:` block.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use schemas::rendered::{self, Block};
 use serde_json::Value;
 
 /// One rendered object and the template it came from.
@@ -46,84 +47,28 @@ impl Document {
     }
 }
 
-/// Parses `helm template` output of Helm v3 or v4.
+/// Parses `helm template` output of Helm v3 or v4 (see [`schemas::rendered`]).
 pub fn parse(output: &str) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
-    for (i, block) in split(output).into_iter().enumerate() {
-        let (source, text) = block;
-        let Some(source) = source else {
-            if text.trim().is_empty() {
-                continue;
+    for (i, block) in rendered::blocks(output).into_iter().enumerate() {
+        match block {
+            Block::Object { source, text, object } => docs.push(Document {
+                source: source.to_owned(),
+                text,
+                object,
+            }),
+            Block::Invalid { source, error } => {
+                bail!("the document rendered from {source} is not a Kubernetes object: {error}")
             }
-            bail!("document {} of the helm output has no `# Source:` line", i + 1);
-        };
-        if source.ends_with("NOTES.txt") {
-            continue;
+            Block::NoSource => bail!("document {} of the helm output has no `# Source:` line", i + 1),
         }
-        if text
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            continue;
-        }
-        let object: Value = serde_saphyr::from_str(&text)
-            .with_context(|| format!("cannot parse the document rendered from {source}"))?;
-        if !object.is_object() {
-            bail!("the document rendered from {source} is not a Kubernetes object");
-        }
-        docs.push(Document {
-            source: source.to_owned(),
-            text,
-            object,
-        });
     }
     Ok(docs)
 }
 
-/// Splits on `---` lines; each block's `# Source:` line is taken out.
-fn split(output: &str) -> Vec<(Option<&str>, String)> {
-    let mut blocks = Vec::new();
-    let mut source = None;
-    let mut text = String::new();
-    let mut started = false;
-    for line in output.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        if bare == "---" {
-            if started {
-                blocks.push((source.take(), std::mem::take(&mut text)));
-            }
-            started = true;
-            continue;
-        }
-        started = true;
-        if source.is_none()
-            && text.is_empty()
-            && let Some(s) = bare.strip_prefix("# Source: ")
-        {
-            source = Some(s);
-            continue;
-        }
-        text.push_str(line);
-    }
-    if started {
-        blocks.push((source, text));
-    }
-    blocks
-}
-
 /// Prints documents as Helm does, for the bundle's `sealift/rendered.yaml`.
 pub fn print(docs: &[Document]) -> String {
-    let mut out = String::new();
-    for d in docs {
-        out.push_str("---\n# Source: ");
-        out.push_str(&d.source);
-        out.push('\n');
-        out.push_str(&d.text);
-        if !d.text.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    out
+    rendered::print(docs.iter().map(|d| (d.source.as_str(), d.text.as_str())))
 }
 
 #[cfg(test)]
@@ -141,22 +86,6 @@ mod tests {
         assert!(docs[1].is_test_hook());
         let again = parse(&print(&docs)).unwrap();
         assert_eq!(again, docs);
-    }
-
-    #[test]
-    fn parses_helm_v3_and_v4_layouts_alike() {
-        // Helm v3 and v4.0/4.1: documents back to back. Helm v4.2: a blank line before `---`.
-        let v3 = "---\n# Source: c/crds/w.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: w\n---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: |\n    line\n";
-        let v4 = "---\n# Source: c/crds/w.yaml\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: w\n\n---\n# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: |\n    line\n\n";
-        let (a, b) = (parse(v3).unwrap(), parse(v4).unwrap());
-        assert_eq!(a.len(), 2);
-        let objects = |d: &[Document]| {
-            d.iter()
-                .map(|x| (x.source.clone(), x.object.clone()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(objects(&a), objects(&b));
-        assert_eq!(a[0].source, "c/crds/w.yaml");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod reader;
 pub mod refusal;
 pub mod release;
+pub mod rendered;
 pub mod spec;
 pub mod tar_header;
 pub mod timestamp;

@@ -15,6 +15,7 @@ use regex::Regex;
 use schemas::manifest::Manifest;
 use schemas::names::{ImageName, ImageReference, VariableName};
 use schemas::release::{Slot, SlotForm, VariableType, VariableValue, Variables};
+use schemas::rendered::{self, Block, InvalidDocument};
 use schemas::spec::ImageLocation;
 use schemas::verified::Metadata;
 use serde::{Deserialize, Serialize};
@@ -350,93 +351,49 @@ fn describe(document: u32, object: &Value) -> String {
     format!("{} {} (document {document})", s("/kind"), s("/metadata/name"))
 }
 
-/// Parses `sealift/rendered.yaml` as the bundler wrote it: documents separated by `---`
-/// lines, each starting with a `# Source:` line; documents with nothing but comments and
-/// `NOTES.txt` are skipped, as the bundler skipped them (so indexes match slots and waves).
+/// Parses `sealift/rendered.yaml` with the bundler's splitter ([`schemas::rendered`]), so
+/// indexes match slots and waves. Every document that is not an object is a problem; it
+/// keeps its index (as `null`).
 pub fn signed_documents(render: &str) -> Result<Vec<SignedDocument>, RenderError> {
     let mut docs = Vec::new();
     let mut problems = Vec::new();
-    for (source, text) in split(render) {
+    for block in rendered::blocks(render) {
         let document = docs.len() as u32;
-        let Some(source) = source else {
-            if text.trim().is_empty() {
+        let (source, error) = match block {
+            Block::Object { source, object, .. } => {
+                docs.push(SignedDocument {
+                    source: source.to_owned(),
+                    object,
+                });
                 continue;
             }
-            problems.push(RenderProblem::NoSource { document });
-            continue;
+            Block::NoSource => {
+                problems.push(RenderProblem::NoSource { document });
+                continue;
+            }
+            Block::Invalid { source, error } => (source, error),
         };
-        if source.ends_with("NOTES.txt")
-            || text
-                .lines()
-                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
-            continue;
-        }
-        match serde_saphyr::from_str::<Value>(&text) {
-            Ok(object) if object.is_object() => docs.push(SignedDocument {
-                source: source.to_owned(),
-                object,
-            }),
-            Ok(_) => {
-                problems.push(RenderProblem::NotAnObject {
-                    document,
-                    source_path: source.to_owned(),
-                });
-                docs.push(SignedDocument {
-                    source: source.to_owned(),
-                    object: Value::Null,
-                });
-            }
-            Err(e) => {
-                problems.push(RenderProblem::Parse {
-                    document,
-                    source_path: source.to_owned(),
-                    reason: e.to_string(),
-                });
-                docs.push(SignedDocument {
-                    source: source.to_owned(),
-                    object: Value::Null,
-                });
-            }
-        }
+        problems.push(match error {
+            InvalidDocument::NotAnObject => RenderProblem::NotAnObject {
+                document,
+                source_path: source.to_owned(),
+            },
+            InvalidDocument::Parse(reason) => RenderProblem::Parse {
+                document,
+                source_path: source.to_owned(),
+                reason,
+            },
+        });
+        docs.push(SignedDocument {
+            source: source.to_owned(),
+            object: Value::Null,
+        });
     }
     if problems.is_empty() {
         Ok(docs)
     } else {
         Err(RenderError { problems })
     }
-}
-
-/// Splits on `---` lines; each block's leading `# Source:` line is taken out (the same
-/// split as the bundler's).
-fn split(output: &str) -> Vec<(Option<&str>, String)> {
-    let mut blocks = Vec::new();
-    let mut source = None;
-    let mut text = String::new();
-    let mut started = false;
-    for line in output.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        if bare == "---" {
-            if started {
-                blocks.push((source.take(), std::mem::take(&mut text)));
-            }
-            started = true;
-            continue;
-        }
-        started = true;
-        if source.is_none()
-            && text.is_empty()
-            && let Some(s) = bare.strip_prefix("# Source: ")
-        {
-            source = Some(s);
-            continue;
-        }
-        text.push_str(line);
-    }
-    if started {
-        blocks.push((source, text));
-    }
-    blocks
 }
 
 /// Renders the release for this site: `values` (from [`super::values::resolve`]) and
