@@ -26,9 +26,12 @@ use serde_json::Value;
 /// registry configuration and the manifest's images.
 pub type ImageMap = BTreeMap<ImageName, String>;
 
-/// Helm's install order by kind (`pkg/releaseutil/kind_sorter.go`, `InstallOrder`). Kinds not
-/// listed come after these, alphabetically.
-pub const INSTALL_ORDER: [&str; 35] = [
+/// Helm's install order by kind (`InstallOrder` in `kind_sorter.go`, Helm 3.13+ and 4: with
+/// `PriorityClass` first, so pods naming one are admitted, and the webhook configurations
+/// last, so they do not intercept the release's own objects). Kinds not listed come after
+/// these, alphabetically.
+pub const INSTALL_ORDER: [&str; 38] = [
+    "PriorityClass",
     "Namespace",
     "NetworkPolicy",
     "ResourceQuota",
@@ -64,6 +67,8 @@ pub const INSTALL_ORDER: [&str; 35] = [
     "IngressClass",
     "Ingress",
     "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
 /// The name under which namespace slots appear in substring templates (`${namespace}`).
@@ -1396,6 +1401,34 @@ mod tests {
         for o in &r.objects {
             assert_eq!(o.object, expected[o.document as usize], "document {}", o.document);
         }
+    }
+
+    #[test]
+    fn install_order_is_helms() {
+        let mut kinds = vec![
+            "ValidatingWebhookConfiguration",
+            "Deployment",
+            "Widget",
+            "MutatingWebhookConfiguration",
+            "Apple",
+            "ConfigMap",
+            "PriorityClass",
+            "Namespace",
+        ];
+        kinds.sort_by_key(|k| install_order_key(k));
+        assert_eq!(
+            kinds,
+            [
+                "PriorityClass",
+                "Namespace",
+                "ConfigMap",
+                "Deployment",
+                "MutatingWebhookConfiguration",
+                "ValidatingWebhookConfiguration",
+                "Apple",
+                "Widget"
+            ]
+        );
     }
 
     #[test]
