@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use schemas::Timestamp;
 use serde_json::{Value, json};
 use tests::registry::{Registry, RegistryOptions};
 
-use super::release::{ADMIN, AGENT_NS, Cluster, VIEWER, Vendor};
+use super::harness::{ADMIN, AgentYaml, VIEWER, cli_async, text, write_agent_dir};
+use super::release::{AGENT_NS, Cluster, Vendor};
 
 /// 2026-01-02: inside the test bundles' validity.
 const NOW: i64 = 1_767_312_000;
@@ -60,21 +60,17 @@ fn roots_only() -> tempfile::TempDir {
 async fn in_process(roots: &Path, kubernetes: Option<&str>) -> InProcess {
     let dir = tempfile::tempdir().unwrap();
     let target = Registry::start(RegistryOptions::default()).unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("admin.token"), ADMIN).unwrap();
-    std::fs::write(d.join("viewer.token"), VIEWER).unwrap();
-    std::fs::copy(roots.join("1.root.json"), d.join("root.json")).unwrap();
-    let path = d.join("agent.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:0\nstore:\n  dir: {}\n  maxBytes: 10Gi\n  reserveBytes: 0\ntrust:\n  root: root.json\n  product: sample-app\n  clockSkew: 1h\nregistry:\n  url: http://{}\n  insecure: true\ntokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n{}",
-            d.join("store").display(),
-            target.addr(),
-            kubernetes.unwrap_or("")
-        ),
-    )
-    .unwrap();
+    let path = write_agent_dir(
+        dir.path(),
+        roots,
+        AgentYaml {
+            listen: "127.0.0.1:0",
+            product: "sample-app",
+            max_bytes: "10Gi",
+            registry: &target.addr(),
+            extra: kubernetes.unwrap_or(""),
+        },
+    );
     let cfg = AgentConfig::load(&path).unwrap();
     let agent = Arc::new(Agent::open_with_clock(cfg, Box::new(|| Timestamp::from_unix(NOW).unwrap())).unwrap());
     let app = agent::api::app(agent.clone(), None);
@@ -174,34 +170,6 @@ fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f
                 && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
         })
         .map(|(_, _, v)| *v)
-}
-
-fn cli(url: &str, token: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
-        .args(args)
-        .env("SEALIFT_SERVER", url)
-        .env("SEALIFT_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
-async fn cli_async(url: &str, token: &str, args: &[&str]) -> std::process::Output {
-    let (url, token) = (url.to_owned(), token.to_owned());
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&url, &token, &args)
-    })
-    .await
-    .unwrap()
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A loopback TCP proxy that can be cut: then every open connection is dropped and new ones

@@ -11,8 +11,8 @@ use schemas::Timestamp;
 use tests::oci_fixtures::skopeo_inspect_raw;
 use tests::registry::{Registry, RegistryOptions};
 
-pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
-pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
+pub(crate) use super::harness::{ADMIN, VIEWER};
+use super::harness::{AgentYaml, write_agent_dir};
 /// SOURCE_DATE_EPOCH of test bundles: 2026-01-01.
 pub(crate) use super::vendor::{CREATED, Vendor};
 
@@ -26,16 +26,17 @@ pub(crate) struct RunningAgent {
 }
 
 pub(crate) fn write_config(dir: &Path, vendor: &Vendor, target: &Registry, product: &str, max_bytes: &str) -> PathBuf {
-    std::fs::write(dir.join("admin.token"), ADMIN).unwrap();
-    std::fs::write(dir.join("viewer.token"), VIEWER).unwrap();
-    std::fs::copy(vendor.roots.join("1.root.json"), dir.join("root.json")).unwrap();
-    let cfg = format!(
-        "listen: 127.0.0.1:0\nstore:\n  dir: store\n  maxBytes: {max_bytes}\n  reserveBytes: 0\ntrust:\n  root: root.json\n  product: {product}\n  clockSkew: 1h\nregistry:\n  url: http://{}\n  insecure: true\ntokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n",
-        target.addr()
-    );
-    let path = dir.join("agent.yaml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    write_agent_dir(
+        dir,
+        &vendor.roots,
+        AgentYaml {
+            listen: "127.0.0.1:0",
+            product,
+            max_bytes,
+            registry: &target.addr(),
+            extra: "",
+        },
+    )
 }
 
 pub(crate) async fn start_agent_in(dir: tempfile::TempDir, target: Registry, now: i64) -> RunningAgent {

@@ -6,6 +6,7 @@ mod api_surface;
 mod backup;
 mod config;
 mod deploy;
+mod harness;
 mod import;
 mod push;
 mod refusals;

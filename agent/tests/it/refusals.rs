@@ -26,8 +26,8 @@ use strum::IntoEnumIterator;
 use tests::registry::{Registry, RegistryOptions};
 use tests::sample;
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-/// SOURCE_DATE_EPOCH of the bundle: 2026-01-01.
+use super::harness::{ADMIN, AgentYaml, write_agent_dir};
+/// CREATED: SOURCE_DATE_EPOCH of the bundle, 2026-01-01.
 use super::vendor::{CREATED, Vendor};
 /// The agent's clock: 2026-03-01, inside the bundle's window.
 const NOW: i64 = CREATED + 59 * 86_400;
@@ -241,16 +241,17 @@ struct RunningAgent {
 
 /// `agent.yaml` for a store in `dir`, listening on `listen`.
 fn write_config(dir: &Path, vendor: &Fixture, target: &Registry, listen: &str) -> PathBuf {
-    std::fs::write(dir.join("admin.token"), ADMIN).unwrap();
-    std::fs::write(dir.join("viewer.token"), "viewer-token-0123456789abcdef").unwrap();
-    std::fs::copy(vendor.roots.join("1.root.json"), dir.join("root.json")).unwrap();
-    let cfg = format!(
-        "listen: {listen}\nstore:\n  dir: store\n  maxBytes: {MAX_BYTES}\n  reserveBytes: 0\ntrust:\n  root: root.json\n  product: sample-app\n  clockSkew: 1h\nregistry:\n  url: http://{}\n  insecure: true\ntokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n",
-        target.addr()
-    );
-    let path = dir.join("agent.yaml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    write_agent_dir(
+        dir,
+        &vendor.roots,
+        AgentYaml {
+            listen,
+            product: "sample-app",
+            max_bytes: &MAX_BYTES.to_string(),
+            registry: &target.addr(),
+            extra: "",
+        },
+    )
 }
 
 async fn start_agent(vendor: &Fixture) -> RunningAgent {

@@ -13,8 +13,8 @@ use tests::registry::{Registry, RegistryOptions};
 
 pub(crate) use super::vendor::Vendor;
 
-pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
-pub(crate) const VIEWER: &str = "viewer-token-0123456789abcdef";
+use super::harness::{self, AgentYaml, write_agent_dir};
+pub(crate) use super::harness::{ADMIN, VIEWER};
 pub(crate) const AGENT_NS: &str = "sealift-system";
 
 /// The agent binary serving against the simulator.
@@ -79,20 +79,21 @@ impl Cluster {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::write(d.join("admin.token"), ADMIN).unwrap();
-        std::fs::write(d.join("viewer.token"), VIEWER).unwrap();
-        std::fs::copy(vendor.roots.join("1.root.json"), d.join("root.json")).unwrap();
         let port = free_port();
-        let cfg = format!(
-            "listen: 127.0.0.1:{port}\nstore:\n  dir: store\n  maxBytes: 10Gi\n  reserveBytes: 0\n\
-             trust:\n  root: root.json\n  product: sample-app\nregistry:\n  url: http://{}\n  insecure: true\n\
-             tokens:\n  admin: [{{name: alice, tokenFile: admin.token}}]\n  viewer: [{{name: victor, tokenFile: viewer.token}}]\n\
-             kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: {lease}\n  waveTimeout: 60s\n  pollInterval: 200ms\n  agentUrl: http://127.0.0.1:{port}\n{kube_extra}{extra}",
-            target.addr(),
-            sim.kubeconfig_path().display()
+        write_agent_dir(
+            dir.path(),
+            &vendor.roots,
+            AgentYaml {
+                listen: &format!("127.0.0.1:{port}"),
+                product: "sample-app",
+                max_bytes: "10Gi",
+                registry: &target.addr(),
+                extra: &format!(
+                    "kubernetes:\n  namespace: {AGENT_NS}\n  kubeconfig: {}\n  leaseDuration: {lease}\n  waveTimeout: 60s\n  pollInterval: 200ms\n  agentUrl: http://127.0.0.1:{port}\n{kube_extra}{extra}",
+                    sim.kubeconfig_path().display()
+                ),
+            },
         );
-        std::fs::write(d.join("agent.yaml"), cfg).unwrap();
         let mut c = Self {
             dir,
             sim,
@@ -139,28 +140,13 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
+    /// `sealift-agent ARGS` as the admin.
     pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
-            .args(args)
-            .env("SEALIFT_SERVER", &self.url)
-            .env("SEALIFT_TOKEN", ADMIN)
-            .output()
-            .unwrap()
+        harness::cli(&self.url, ADMIN, args)
     }
 
     pub(crate) async fn cli_async(&self, args: &[&str]) -> std::process::Output {
-        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let url = self.url.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_sealift-agent"))
-                .args(&args)
-                .env("SEALIFT_SERVER", &url)
-                .env("SEALIFT_TOKEN", ADMIN)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
+        harness::cli_async(&self.url, ADMIN, args).await
     }
 
     pub(crate) fn import(&self, file: &Path) {

@@ -5,7 +5,6 @@
 //! the `SealiftRelease` status (reason and message), the history and the audit log.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use kubesim::{AccessRule, Diff, Snapshot};
@@ -87,14 +86,7 @@ pub(crate) fn spec(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("sealift.yaml")
 }
 
-pub(crate) fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+pub(crate) use super::harness::text;
 
 /// What changed outside the agent's own namespace (its `SealiftRelease` and Lease), Events
 /// aside: the application's objects and every cluster-scoped one.
