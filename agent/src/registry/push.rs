@@ -13,7 +13,7 @@ use reqwest::header::HeaderValue;
 use schemas::Digest;
 use schemas::manifest::ImageRecord;
 
-use super::error::{Action, PushError};
+use super::error::{Action, Cause, PushError};
 use super::plan::{BlobJob, ImageJob, ManifestJob, Plan};
 use super::progress::PushProgress;
 use super::source::{Activity, BlobReader, BlobSource, ChunkStream, ReadStop};
@@ -227,11 +227,24 @@ impl Pusher {
                 digest,
                 repository: repository.to_string(),
             })?;
-            if self.blob_exists(repository, &digest).await? {
-                present.get_or_insert(repository);
-                outcome.skipped += 1;
-            } else {
-                missing.push(repository);
+            match self.blob_exists(repository, &digest).await {
+                Ok(true) => {
+                    present.get_or_insert(repository);
+                    outcome.skipped += 1;
+                }
+                Ok(false) => missing.push(repository),
+                // `distribution` answers 500 to a HEAD whose link file a crash left empty, and
+                // keeps doing so: only an upload rewrites the link. Whether the registry is
+                // really down, the upload (with its own retries) tells.
+                Err(PushError::Registry {
+                    cause: Cause::Unavailable { status },
+                    ..
+                }) if status != 429 => {
+                    tracing::warn!(%digest, repository = %repository, status,
+                        "the registry answered {status} to a blob check; uploading the blob");
+                    missing.push(repository);
+                }
+                Err(e) => return Err(e),
             }
         }
         for repository in missing {

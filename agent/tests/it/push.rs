@@ -551,6 +551,46 @@ async fn resumes_after_the_registry_dies_without_resending_committed_blobs() {
     assert_served(&registry, "", &bundle);
 }
 
+/// `distribution` writes a blob's link file in place: a crash while writing it leaves it empty,
+/// and every HEAD of that blob in that repository answers 500 from then on. The push uploads
+/// such a blob again (which rewrites the link) instead of failing on the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_link_a_crash_emptied_is_uploaded_again() {
+    let registry = Registry::start(RegistryOptions::default()).unwrap();
+    let bundle = TestBundle::new(&sample_images()[..1]);
+    let target = target_for(&registry);
+    let first = push(&target, &bundle).await.unwrap();
+    assert!(first.blobs_uploaded >= 2, "{first:?}");
+
+    let layers = registry
+        .storage_dir()
+        .join("docker/registry/v2/repositories/acme/app/_layers/sha256");
+    let hex = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .min()
+        .unwrap();
+    std::fs::write(layers.join(&hex).join("link"), b"").unwrap();
+    let head = reqwest::Client::new()
+        .head(format!("{}/v2/acme/app/blobs/sha256:{hex}", registry.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 500, "the registry's answer to an empty link");
+
+    let before = registry.log().len();
+    let again = push(&target, &bundle).await.unwrap();
+    assert_eq!(again.blobs_uploaded, 1, "{again:?}");
+    assert_eq!(again.blobs_skipped, first.blobs_uploaded - 1, "{again:?}");
+    let uploads: Vec<Request> = requests_since(&registry, before)
+        .into_iter()
+        .filter(|r| r.is_blob_upload())
+        .collect();
+    assert_eq!(uploads.len(), 2, "one POST and one PUT: {uploads:#?}");
+    assert!(uploads[1].uri.contains(&hex), "{uploads:#?}");
+    assert_served(&registry, "", &bundle);
+}
+
 /// A bearer-token registry: `distribution` with `auth.token`, and a token server on loopback
 /// that checks basic credentials and signs RS256 JWTs with a key made by the `openssl` CLI.
 mod token_auth {
