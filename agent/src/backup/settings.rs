@@ -61,7 +61,13 @@ pub fn check_frequency(expr: &str) -> Result<cron::Schedule, String> {
             "{expr:?} has {fields} fields; a 6-field cron with seconds first is expected (`0 0 0 * * *` is daily at midnight UTC)"
         ));
     }
-    cron::Schedule::from_str(expr).map_err(|e| format!("{expr:?}: {e}"))
+    cron::Schedule::from_str(expr).map_err(|e| {
+        // The parser's message repeats the expression with a caret under the bad field; the
+        // reason is its last line. One line reads well in an API answer, a log and the page.
+        let text = e.to_string();
+        let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid");
+        format!("{expr:?}: {}", reason.trim())
+    })
 }
 
 fn next_after(schedule: &cron::Schedule, after: Timestamp) -> Option<Timestamp> {
@@ -158,7 +164,12 @@ mod tests {
         assert!(check_frequency("0 0 0 * * *").is_ok());
         assert!(check_frequency("0 0 * * *").unwrap_err().contains("5 fields"));
         assert!(check_frequency("0 0 0 * * * 2030").unwrap_err().contains("7 fields"));
-        assert!(check_frequency("0 0 25 * * *").is_err());
+        let bad_hour = check_frequency("0 0 25 * * *").unwrap_err();
+        assert!(
+            !bad_hour.contains('\n') && bad_hour.starts_with("\"0 0 25 * * *\": "),
+            "{bad_hour}"
+        );
+        assert!(bad_hour.contains("'25'"), "{bad_hour}");
         let daily = settings("0 0 0 * * *");
         assert_eq!(
             daily.next_run(at("2026-11-22T06:00:00Z")),

@@ -7,7 +7,8 @@
 //           reason, 2.0.0 uploaded with progress and its verification result, a site value
 //           set (and a bad one refused as typed), the Upgrade Version dialog's validation,
 //           a keyboard-only upgrade to 2.0.0 followed to success, the Backups section (the
-//           pre-upgrade backup, "Take backup" to Success, a refusal shown with its code, the
+//           pre-upgrade backup, its settings (a wrong one kept on the page or refused by the
+//           agent, then saved), "Take backup" to Success, a refusal shown with its code, the
 //           Restore dialog's tick, a restore followed to its end), a downgrade that needs the
 //           tick, 3.0.0 failing and rolling back by itself, recovery buttons with confirmation,
 //           revision details, the audit log; at 375×800 nothing scrolls sideways;
@@ -229,12 +230,43 @@ try {
   const config = await page.evaluate(async () => (await fetch('/api/v1/backups/config', {
     headers: { Authorization: `Bearer ${sessionStorage.getItem('sealift.token')}` },
   })).json());
-  await waitText(page, '#bs-frequency', /\S \S/);
-  assert.equal(await text(page, '#bs-frequency'), config.backupFrequency);
-  assert.equal(await text(page, '#bs-retention'), String(config.backupRetentionCount));
-  assert.equal(await text(page, '#bs-enabled'), config.enableRegularBackups ? 'on' : 'off');
-  assert.equal(await text(page, '#bs-before'), config.backupBeforeUpgrade ? 'on' : 'off');
+  await page.waitForFunction(() => document.getElementById('bs-frequency').value.includes(' '));
+  assert.equal(await page.locator('#bs-frequency').inputValue(), config.backupFrequency);
+  assert.equal(await page.locator('#bs-retention').inputValue(), String(config.backupRetentionCount));
+  assert.equal(await page.locator('#bs-enabled').isChecked(), config.enableRegularBackups);
+  assert.equal(await page.locator('#bs-before').isChecked(), config.backupBeforeUpgrade);
   await axeCheck(page, 'backups section');
+
+  step('backups: settings, refused then saved');
+  const readConfig = () => page.evaluate(async () => (await fetch('/api/v1/backups/config', {
+    headers: { Authorization: `Bearer ${sessionStorage.getItem('sealift.token')}` },
+  })).json());
+  const puts = [];
+  page.on('request', (r) => { if (r.method() === 'PUT' && r.url().endsWith('/api/v1/backups/config')) puts.push(r.postDataJSON()); });
+  await page.locator('#bs-frequency').fill('0 0 *');
+  await waitText(page, '#backup-settings-error', /^Frequency: a cron expression has six fields here \(seconds first\); this one has 3\.$/);
+  assert.equal(await page.locator('#bs-frequency').getAttribute('aria-invalid'), 'true');
+  await page.locator('#bs-save').click();
+  assert.equal(puts.length, 0, 'the form does not send what it can tell is wrong');
+  await page.locator('#bs-frequency').fill('0 61 2 * * *');
+  assert.equal(await text(page, '#backup-settings-error'), '');
+  await page.locator('#bs-save').click();
+  await waitText(page, '#backup-settings-error', /^The agent refused the settings: backupFrequency: "0 61 2 \* \* \*": [^\n]*'61'[^\n]* \(invalid_settings\)$/);
+  assert.deepEqual(await readConfig(), config, 'a refused change keeps the settings');
+  // The browser logs the refusal (400) it was meant to get: exactly one, and no other.
+  const badRequests = admin.problems.errors.filter((e) => /status of 400/.test(e));
+  assert.equal(badRequests.length, 1, admin.problems.errors.join('\n'));
+  admin.problems.errors = admin.problems.errors.filter((e) => !badRequests.includes(e));
+  await page.locator('#bs-frequency').fill('0 30 2 * * *');
+  await page.locator('#bs-retention').fill('12');
+  await page.locator('#bs-save').focus();
+  await page.keyboard.press('Enter');
+  await waitText(page, '#backup-settings-note', /^Saved\.$/);
+  const saved = { ...config, backupFrequency: '0 30 2 * * *', backupRetentionCount: 12 };
+  assert.deepEqual(await readConfig(), saved);
+  assert.deepEqual(puts.at(-1), saved, 'Save sends all four settings');
+  assert.equal(await text(page, '#backup-settings-error'), '');
+  await shot(page, 'backup-settings');
 
   step('backups: take one');
   const takeAnswer = page.waitForResponse((r) => r.url().endsWith('/api/v1/backups') && r.request().method() === 'POST');
@@ -398,8 +430,8 @@ try {
   assert.deepEqual(await versionsShown(vpage), ['3.0.0', '2.0.0', '1.0.0']);
   await waitText(vpage, '#backups-table tbody tr[data-kind="manual"] [data-field=status]', /^Success$/);
   assert.ok((await vpage.locator('#backups-table tbody tr[data-backup] button').count()) >= 2, 'Restore buttons shown');
-  await waitText(vpage, '#bs-frequency', /\S \S/);
-  for (const sel of ['#open-upgrade', '#upload-button', '#bundle-file', '#retry', '#roll-forward', '#rollback', '#var-hostname-value', '#var-adminPassword-secret', '#take-backup']) {
+  await vpage.waitForFunction(() => document.getElementById('bs-frequency').value === '0 30 2 * * *');
+  for (const sel of ['#open-upgrade', '#upload-button', '#bundle-file', '#retry', '#roll-forward', '#rollback', '#var-hostname-value', '#var-adminPassword-secret', '#take-backup', '#bs-enabled', '#bs-frequency', '#bs-retention', '#bs-before', '#bs-save']) {
     assert.equal(await vpage.locator(sel).isDisabled(), true, `${sel} is disabled for a viewer`);
   }
   await waitText(vpage, '#revisions-table tbody', /3\.0\.0/);

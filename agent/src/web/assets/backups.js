@@ -1,8 +1,8 @@
 // The Backups section: the backups from `GET /api/v1/backups` (newest first, polled while one
-// is Running), "Take backup", the backup settings (read only), and the Restore dialog, whose
+// is Running), "Take backup", the backup settings form, and the Restore dialog, whose
 // request the release engine runs as an operation the page's progress view follows.
 
-import { get, post } from './api.js';
+import { get, post, put } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -90,18 +90,73 @@ export function setupBackups(ctx) {
     schedule(list.some((b) => b.status === 'Running'));
   }
 
+  // The settings form shows what the agent holds; an edit in progress is not overwritten by
+  // a refresh, and Save sends all four fields (PUT replaces them) and shows what the agent kept.
+  const settingsForm = $('backup-settings');
+  let editing = false;
+  settingsForm.addEventListener('input', () => {
+    editing = true;
+    $('backup-settings-note').textContent = '';
+    checkSettings();
+  });
+
+  function showSettings(s) {
+    $('bs-enabled').checked = s.enableRegularBackups;
+    $('bs-frequency').value = s.backupFrequency;
+    $('bs-retention').value = String(s.backupRetentionCount);
+    $('bs-before').checked = s.backupBeforeUpgrade;
+    editing = false;
+    checkSettings();
+  }
+
+  /** The form's problem, if any (the agent checks the cron expression itself). */
+  function settingsProblem() {
+    const fields = $('bs-frequency').value.trim().split(/\s+/).filter(Boolean);
+    if (fields.length !== 6) return `Frequency: a cron expression has six fields here (seconds first); this one has ${fields.length}.`;
+    const kept = $('bs-retention').value.trim();
+    if (!/^[1-9][0-9]*$/.test(kept)) return 'Backups kept: a whole number, at least 1.';
+    return '';
+  }
+
+  function checkSettings() {
+    const problem = settingsProblem();
+    $('bs-frequency').setAttribute('aria-invalid', String(problem.startsWith('Frequency')));
+    $('bs-retention').setAttribute('aria-invalid', String(problem.startsWith('Backups kept')));
+    $('backup-settings-error').textContent = problem;
+    return problem;
+  }
+
   async function refreshSettings() {
+    if (editing) return;
     try {
-      const s = await get('/api/v1/backups/config');
-      $('bs-enabled').textContent = s.enableRegularBackups ? 'on' : 'off';
-      $('bs-frequency').textContent = s.backupFrequency;
-      $('bs-retention').textContent = String(s.backupRetentionCount);
-      $('bs-before').textContent = s.backupBeforeUpgrade ? 'on' : 'off';
-      $('backup-settings-error').textContent = '';
+      showSettings(await get('/api/v1/backups/config'));
     } catch (e) {
       $('backup-settings-error').textContent = errorText(e);
     }
   }
+
+  settingsForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (checkSettings()) return;
+    const save = $('bs-save');
+    save.disabled = true;
+    try {
+      const kept = await put('/api/v1/backups/config', {
+        enableRegularBackups: $('bs-enabled').checked,
+        backupFrequency: $('bs-frequency').value.trim().split(/\s+/).join(' '),
+        backupRetentionCount: Number($('bs-retention').value),
+        backupBeforeUpgrade: $('bs-before').checked,
+      });
+      showSettings(kept);
+      $('backup-settings-note').textContent = 'Saved.';
+      $('backup-settings-note').className = 'hint ok';
+    } catch (e) {
+      $('backup-settings-error').textContent = `The agent refused the settings: ${errorText(e)}`;
+    } finally {
+      save.disabled = !ctx.isAdmin();
+      ctx.onChanged();
+    }
+  });
 
   take.addEventListener('click', async () => {
     take.disabled = true;
