@@ -255,8 +255,8 @@ impl Client {
     /// commit stages the images from the stored copy. Otherwise the upload goes on.
     pub async fn upload(&self, file: &Path, options: ImportOptions) -> Result<Value> {
         let size = fs_err::metadata(file)?.len();
-        let mut f = fs_err::File::open(file)?;
-        let head_end = head_entry_end(&mut f, size)?;
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let head_end = head_entry_end(&mut fs_err::File::open(file)?, size)?;
         let mut body = serde_json::to_value(options)?;
         body["size"] = json!(size);
         let resp = self
@@ -280,14 +280,15 @@ impl Client {
             } else {
                 PART.min(size - offset)
             };
-            let mut buf = vec![0u8; len as usize];
-            f.seek(SeekFrom::Start(offset))?;
-            f.read_exact(&mut buf)?;
+            // Streamed from the file: the client holds a few chunks, not a part.
+            let mut part = tokio::fs::File::open(file).await?;
+            part.seek(SeekFrom::Start(offset)).await?;
             let sent = self
                 .http
                 .put(self.url(&format!("/api/v1/uploads/{id}?offset={offset}")))
                 .bearer_auth(&self.token)
-                .body(buf)
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::wrap_stream(file_chunks(part.take(len))))
                 .send()
                 .await;
             match sent {
@@ -384,11 +385,14 @@ fn head_entry_end(f: &mut fs_err::File, size: u64) -> Result<u64> {
     })
 }
 
-/// A file as a stream of 64 KiB chunks.
-fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+/// A file (or a part of one) as a stream of chunks of up to 256 KiB.
+fn file_chunks<R>(file: R) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
     futures_util::stream::unfold(file, |mut file| async move {
         use tokio::io::AsyncReadExt as _;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         match file.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
