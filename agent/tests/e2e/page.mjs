@@ -4,7 +4,8 @@
 // to $SCREENSHOT_DIR.
 //
 //   admin:  sign in (a wrong token first), a tampered bundle refused with the API's exact
-//           reason, 2.0.0 uploaded with progress and its verification result, a site value
+//           reason, 2.0.0 uploaded with progress (a reload of the page mid-upload and a cut
+//           part both resumed from the agent's offset) and its verification result, a site value
 //           set (and a bad one refused as typed), the Upgrade Version dialog's validation,
 //           a keyboard-only upgrade to 2.0.0 followed to success, the Backups section (the
 //           pre-upgrade backup, its settings (a wrong one kept on the page or refused by the
@@ -104,7 +105,28 @@ try {
   assert.deepEqual(await versionsShown(page), ['3.0.0', '1.0.0'], 'nothing stored');
 
   // ------------------------------------------------------------------ upload 2.0.0
-  step('upload 2.0.0');
+  step('upload 2.0.0, interrupted by a reload of the page');
+  // The head goes through; the next part is held until the page reloads under it.
+  const beforeReload = [];
+  await page.route('**/api/v1/uploads/*?offset=*', async (route) => {
+    const offset = Number(new URL(route.request().url()).searchParams.get('offset'));
+    beforeReload.push(offset);
+    if (offset === 0) return route.fallback();
+    return undefined; // held: the reload cancels it
+  });
+  await page.locator('#bundle-file').setInputFiles(BUNDLE);
+  await page.locator('#upload-button').click();
+  const deadline = Date.now() + 30_000;
+  while (!beforeReload.some((o) => o > 0)) {
+    assert.ok(Date.now() < deadline, `no part after the head: ${beforeReload}`);
+    await page.waitForTimeout(50);
+  }
+  await page.reload();
+  await page.unroute('**/api/v1/uploads/*?offset=*');
+  await waitText(page, '#who-name', /^alice$/);
+  const headEnd = beforeReload.find((o) => o > 0);
+
+  step('upload 2.0.0 again: it resumes');
   // Each part waits a little so the progress between parts can be seen, and the first
   // part after the head is cut off once: the page asks the agent where it stands and resumes.
   const parts = [];
@@ -122,6 +144,7 @@ try {
   await page.locator('#bundle-file').setInputFiles(BUNDLE);
   await page.locator('#upload-button').click();
   await page.locator('#upload-progress').waitFor({ state: 'visible' });
+  await waitText(page, '#upload-text', new RegExp(`^resuming an earlier upload at ${headEnd} bytes — `));
   const partial = await waitText(page, '#upload-text', /\((\d|[1-9]\d)%\)/);
   step(`progress: ${partial}`);
   assert.ok(await page.locator('#upload-button').isDisabled(), 'no second upload while one runs');
@@ -133,8 +156,9 @@ try {
   const resets = admin.problems.errors.filter((e) => /ERR_CONNECTION_RESET/.test(e));
   assert.equal(resets.length, 1, admin.problems.errors.join('\n'));
   admin.problems.errors = admin.problems.errors.filter((e) => !resets.includes(e));
-  assert.equal(parts[0], 0, 'the head goes first');
-  assert.equal(parts[1], parts[2], `the cut part is sent again from the agent's offset (${parts})`);
+  assert.equal(beforeReload[0], 0, 'the head goes first');
+  assert.equal(parts[0], headEnd, `after the reload the upload resumes after the head (${parts})`);
+  assert.equal(parts[0], parts[1], `the cut part is sent again from the agent's offset (${parts})`);
   assert.match(await text(page, '#upload-text'), /100%/);
   assert.equal(await text(page, '#upload-ok [data-field=version]'), '2.0.0');
   assert.equal(await text(page, '#upload-ok [data-field=sequence]'), '2');

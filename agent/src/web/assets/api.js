@@ -155,13 +155,14 @@ export async function uploadBundle(file, onProgress) {
   const end = await headEnd(file);
   let id = null;
   let offset = 0;
+  let note;
   const saved = JSON.parse(sessionStorage.getItem(UPLOAD_KEY) || 'null');
   if (saved && saved.key === fileKey(file)) {
     try {
       const st = await get(`/api/v1/uploads/${encodeURIComponent(saved.id)}`);
       id = saved.id;
       offset = st.offset;
-      onProgress(offset, size, `resuming an earlier upload at ${offset} bytes`);
+      note = `resuming an earlier upload at ${offset} bytes`;
     } catch {
       sessionStorage.removeItem(UPLOAD_KEY);
     }
@@ -171,7 +172,7 @@ export async function uploadBundle(file, onProgress) {
     id = created.id;
     sessionStorage.setItem(UPLOAD_KEY, JSON.stringify({ key: fileKey(file), id }));
   }
-  onProgress(offset, size);
+  onProgress(offset, size, note);
   let failures = 0;
   while (offset < size) {
     const len = offset < end ? end - offset : Math.min(PART, size - offset);
