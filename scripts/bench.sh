@@ -110,6 +110,8 @@ echo $! > "$work/agent.pid"
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$agent_port/healthz" >/dev/null && break; sleep 0.1; done
 export SEALIFT_SERVER="http://127.0.0.1:$agent_port" SEALIFT_TOKEN=$(cat "$work/agent/admin.token")
 $M "sealift-agent import (upload+verify+push)" "$size" -- "$A import $work/big.sealift"
+agent_peak() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$(cat "$work/agent.pid")/status"; }
+echo "agent server peak memory after the upload import: $(agent_peak)"
 $M "sealift-agent import again (head only, 0 blobs)" "$size" -- "$A import $work/big.sealift"
 $M "sealift-agent import --from-path (verify+copy)" "$size" -- "$A import --from-path $PWD/$work/big.sealift"
 # Push alone: the registry emptied, a re-import sends the head and stages every blob from the store.
@@ -118,7 +120,7 @@ docker-registry serve "$work/reg-agent/config.yml" > "$work/reg-agent/log" 2>&1 
 echo "$!" > "$work/reg-agent/pid"
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$reg1/v2/" >/dev/null && break; sleep 0.1; done
 $M "sealift-agent push into an empty registry (re-import)" "$payload" -- "$A import $work/big.sealift"
-echo "agent server peak memory: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$(cat $work/agent.pid)/status)"
+echo "agent server peak memory over every import above: $(agent_peak)"
 $M "skopeo copy oci: -> registry (peer)" "$payload" -- \
   skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$work/layout:1.0.0" "docker://127.0.0.1:$reg2/bench/big:1.0.0"
 $M "skopeo copy again (unchanged)" "$payload" -- \
