@@ -14,7 +14,8 @@
 //           tick, 3.0.0 failing and rolling back by itself, recovery buttons with confirmation,
 //           revision details, the audit log; at 375×800 nothing scrolls sideways;
 //   viewer: at 375×800, sees everything (backups too), every control disabled, the API answers 403;
-//   admin:  then rolls back from the failed state (confirmed) to a Ready 2.0.0;
+//   admin:  then rolls back from the failed state (confirmed) to a Ready 2.0.0, and deletes
+//           a backup (cancelled once, then confirmed);
 //   axe-core in every state; no request beyond loopback; no CSP violation.
 
 import assert from 'node:assert/strict';
@@ -250,7 +251,7 @@ try {
   assert.match(await text(page, `${pre} [data-field=kind]`), /^preUpgrade\b/);
   assert.equal(await text(page, `${pre} [data-field=version]`), '1.0.0');
   assert.match(await text(page, `${pre} [data-field=size]`), /^\d+(\.\d)? (B|KB|MB)$/);
-  assert.equal(await page.locator(`${pre} button`).isEnabled(), true, 'a Success backup can be restored');
+  assert.equal(await page.locator(`${pre} [data-action=restore]`).isEnabled(), true, 'a Success backup can be restored');
   const config = await page.evaluate(async () => (await fetch('/api/v1/backups/config', {
     headers: { Authorization: `Bearer ${sessionStorage.getItem('sealift.token')}` },
   })).json());
@@ -313,7 +314,7 @@ try {
   await shot(page, 'backups');
 
   step('backups: the Restore dialog');
-  await page.locator(`${row} button`).click();
+  await page.locator(`${row} [data-action=restore]`).click();
   await page.locator('#restore-dialog').waitFor({ state: 'visible' });
   assert.equal(await activeId(page), 'restore-cancel', 'the safe choice has the focus');
   assert.equal(await text(page, '#restore-title'), `Restore backup ${taken}`);
@@ -453,7 +454,7 @@ try {
   await waitText(vpage, '#outcome-title', /failed/);
   assert.deepEqual(await versionsShown(vpage), ['3.0.0', '2.0.0', '1.0.0']);
   await waitText(vpage, '#backups-table tbody tr[data-kind="manual"] [data-field=status]', /^Success$/);
-  assert.ok((await vpage.locator('#backups-table tbody tr[data-backup] button').count()) >= 2, 'Restore buttons shown');
+  assert.ok((await vpage.locator('#backups-table tbody tr[data-backup] [data-action=restore]').count()) >= 2, 'Restore buttons shown');
   await vpage.waitForFunction(() => document.getElementById('bs-frequency').value === '0 30 2 * * *');
   for (const sel of ['#open-upgrade', '#upload-button', '#bundle-file', '#retry', '#roll-forward', '#rollback', '#var-hostname-value', '#var-adminPassword-secret', '#take-backup', '#bs-enabled', '#bs-frequency', '#bs-retention', '#bs-before', '#bs-save']) {
     assert.equal(await vpage.locator(sel).isDisabled(), true, `${sel} is disabled for a viewer`);
@@ -471,7 +472,7 @@ try {
   assert.equal(answer.status, 403, JSON.stringify(answer));
   assert.equal(answer.body.code, 'forbidden');
   for (const b of await vpage.locator('#backups-table tbody tr[data-backup] button').all()) {
-    assert.equal(await b.isDisabled(), true, 'a viewer cannot restore');
+    assert.equal(await b.isDisabled(), true, 'a viewer can neither restore nor delete');
   }
   await noSidewaysScroll(vpage, 375, 'viewer, 375×800');
   await shot(vpage, 'viewer-narrow', false);
@@ -496,6 +497,33 @@ try {
   await waitText(page, '#desired-version', /^2\.0\.0$/);
   assert.equal(await page.locator('#recovery').isVisible(), false, 'nothing to recover from');
   await shot(page, 'rolled-back-by-hand');
+
+  // ------------------------------------------------------------------ deleting a backup
+  step('backups: delete one, cancelled then confirmed');
+  await page.locator('#backups').scrollIntoViewIfNeeded();
+  const victim = await page.locator('#backups-table tbody tr[data-kind="manual"]').first().getAttribute('data-backup');
+  const victimRow = `#backups-table tbody tr[data-backup="${victim}"]`;
+  await page.locator(`${victimRow} [data-action=delete]`).click();
+  await page.locator('#confirm-dialog').waitFor({ state: 'visible' });
+  assert.equal(await text(page, '#confirm-title'), `Delete backup ${victim}?`);
+  assert.match(await text(page, '#confirm-text'), /and all its data are deleted .* cannot be undone/);
+  assert.equal(await page.locator('#confirm-ok').getAttribute('class'), 'danger');
+  assert.equal(await activeId(page), 'confirm-cancel', 'the dialog opens on Cancel');
+  await page.keyboard.press('Enter');
+  await page.locator('#confirm-dialog').waitFor({ state: 'hidden' });
+  assert.equal(await page.locator(victimRow).count(), 1, 'cancel keeps the backup');
+  await page.locator(`${victimRow} [data-action=delete]`).click();
+  await page.locator('#confirm-ok').click();
+  await page.locator('#confirm-dialog').waitFor({ state: 'hidden' });
+  await waitText(page, '#backup-note', new RegExp(`^Backup ${victim} deleted\\.$`));
+  assert.equal(await page.locator(victimRow).count(), 0, 'the row is gone');
+  const gone = await page.evaluate(async (ts) => (await fetch(`/api/v1/backups/${ts}`, {
+    headers: { Authorization: `Bearer ${sessionStorage.getItem('sealift.token')}` },
+  })).status, victim);
+  assert.equal(gone, 404, 'the agent no longer has it');
+  admin.problems.errors = admin.problems.errors.filter((e) => !/status of 404/.test(e));
+  await waitText(page, '#audit-table tbody', /backup-delete/);
+  await shot(page, 'backup-deleted');
   assertClean(admin.problems, 'admin');
   await admin.context.close();
   step('done');

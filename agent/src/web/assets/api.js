@@ -52,6 +52,7 @@ export async function call(method, path, body, opts = {}) {
 export const get = (path, opts) => call('GET', path, undefined, opts);
 export const post = (path, body, opts) => call('POST', path, body === undefined ? {} : body, opts);
 export const put = (path, body, opts) => call('PUT', path, body, opts);
+export const del = (path, opts) => call('DELETE', path, undefined, opts);
 
 /**
  * Follows `GET /api/v1/events` until `signal` aborts, reconnecting after a break.

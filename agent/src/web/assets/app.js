@@ -370,7 +370,7 @@ function operationStarted(version, disabledRollback, what) {
 
 // ------------------------------------------------------------------ confirmation
 
-function confirmAction(title, text, okText, action) {
+function confirmAction(title, text, okText, action, danger = false) {
   const dialog = $('confirm-dialog');
   const opener = document.activeElement;
   $('confirm-title').textContent = title;
@@ -378,6 +378,7 @@ function confirmAction(title, text, okText, action) {
   $('confirm-error').textContent = '';
   const ok = $('confirm-ok');
   ok.textContent = okText;
+  ok.className = danger ? 'danger' : 'primary';
   ok.disabled = false;
   const form = $('confirm-form');
   const submit = async (ev) => {
@@ -721,7 +722,7 @@ function start() {
     });
   });
   state.backups = setupBackups({
-    el, badge, bytes, when, errorText, isAdmin, applyRole,
+    el, badge, bytes, when, errorText, isAdmin, applyRole, confirmAction,
     onRestoreStarted: (timestamp, version) => operationStarted(version, false, `restore of backup ${timestamp} (version ${version})`),
     onChanged: () => refreshAudit().catch(() => {}),
   });

@@ -2,7 +2,7 @@
 // is Running), "Take backup", the backup settings form, and the Restore dialog, whose
 // request the release engine runs as an operation the page's progress view follows.
 
-import { get, post, put } from './api.js';
+import { del, get, post, put } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,7 +13,8 @@ const STATUS_KIND = { Success: 'ok', Failed: 'bad', Running: 'info' };
 
 /**
  * Wires the section. `ctx` gives the page's helpers: {el, badge, bytes, when, errorText,
- * isAdmin, applyRole, onRestoreStarted(timestamp, version), onChanged()}.
+ * isAdmin, applyRole, confirmAction(title, text, okText, action, danger),
+ * onRestoreStarted(timestamp, version), onChanged()}.
  * Returns {refresh, stop}.
  */
 export function setupBackups(ctx) {
@@ -49,9 +50,15 @@ export function setupBackups(ctx) {
     if (b.status === 'Failed' && b.reason) status.append(el('span', { class: 'reason', 'data-field': 'reason' }, b.reason));
     const kind = el('td', { 'data-field': 'kind', class: 'nowrap' }, b.kind);
     if (b.kind === 'preUpgrade' && b.revision !== undefined) kind.append(el('span', { class: 'muted' }, ` (revision ${b.revision})`));
-    const action = b.status === 'Success'
-      ? el('button', { type: 'button', 'data-admin': true, 'aria-label': `Restore backup ${b.timestamp}`, onclick: () => open(b) }, 'Restore…')
-      : el('span', { class: 'muted', text: '—' });
+    const action = el('td', { class: 'row-actions' });
+    if (b.status === 'Success') {
+      action.append(el('button', { type: 'button', 'data-admin': true, 'data-action': 'restore', 'aria-label': `Restore backup ${b.timestamp}`, onclick: () => open(b) }, 'Restore…'));
+    }
+    if (b.status !== 'Running') {
+      action.append(el('button', { type: 'button', 'data-admin': true, 'data-action': 'delete', 'aria-label': `Delete backup ${b.timestamp}`, onclick: () => remove(b) }, 'Delete…'));
+    } else {
+      action.append(el('span', { class: 'muted', text: '—' }));
+    }
     return el('tr', { 'data-backup': b.timestamp, 'data-kind': b.kind, 'data-status': b.status },
       el('th', { scope: 'row', class: 'mono nowrap', title: `created ${when(b.created)}${b.finished ? `, finished ${when(b.finished)}` : ''}` }, b.timestamp),
       status,
@@ -59,7 +66,7 @@ export function setupBackups(ctx) {
       el('td', { 'data-field': 'version', class: 'nowrap' }, b.appVersion || '—'),
       el('td', { 'data-field': 'size', class: 'num nowrap', title: `${b.sizeBytes} bytes` }, b.status === 'Running' ? '—' : bytes(b.sizeBytes)),
       el('td', { 'data-field': 'encrypted' }, b.encrypted ? badge('encrypted', 'info') : 'no'),
-      el('td', {}, action));
+      action);
   }
 
   async function refresh() {
@@ -173,6 +180,26 @@ export function setupBackups(ctx) {
       ctx.onChanged();
     }
   });
+
+  /** Asks, then deletes a backup's data and metadata (`DELETE /api/v1/backups/{ts}`). */
+  function remove(b) {
+    const what = b.kind === 'preUpgrade'
+      ? ' It is a pre-upgrade backup: after an irreversible migration, an automatic rollback restores it.'
+      : '';
+    ctx.confirmAction(
+      `Delete backup ${b.timestamp}?`,
+      `Backup ${b.timestamp} of version ${b.appVersion || '?'} and all its data are deleted from the agent's backup storage; this cannot be undone.${what}`,
+      'Delete',
+      async () => {
+        await del(`/api/v1/backups/${encodeURIComponent(b.timestamp)}`);
+        seen.delete(b.timestamp);
+        say(`Backup ${b.timestamp} deleted.`, 'ok');
+        await refresh();
+        ctx.onChanged();
+      },
+      true,
+    );
+  }
 
   // ---------------------------------------------------------------- the Restore dialog
 
