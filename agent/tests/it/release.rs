@@ -155,8 +155,16 @@ impl Cluster {
     }
 
     pub(crate) async fn release(&self) -> Value {
+        self.release_opt().await.expect("the SealiftRelease sample-app exists")
+    }
+
+    /// The SealiftRelease, or `None` while it does not exist (deleted and not yet recreated).
+    pub(crate) async fn release_opt(&self) -> Option<Value> {
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), AGENT_NS, &release_resource());
-        serde_json::to_value(api.get("sample-app").await.unwrap()).unwrap()
+        api.get_opt("sample-app")
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
     }
 
     pub(crate) async fn get(&self, api_version: &str, kind: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
@@ -534,13 +542,17 @@ async fn install_upgrade_and_an_automatic_rollback() {
 pub(crate) async fn wait_for(c: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
-        let r = c.release().await;
-        if done(&r) {
-            return r;
+        // A deleted release is absent until the agent recreates it: that is "not yet".
+        let r = c.release_opt().await;
+        if let Some(r) = &r
+            && done(r)
+        {
+            return r.clone();
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "timed out waiting for {what}: {r}\n{}",
+            "timed out waiting for {what}: {}\n{}",
+            r.map_or("the release is absent".to_string(), |r| r.to_string()),
             c.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
