@@ -118,6 +118,7 @@ pub async fn backup(command: BackupCommand) -> Result<()> {
             println!("backup {ts} started");
             if wait {
                 let done = wait_for(&c, &format!("/api/v1/backups/{ts}")).await?;
+                until_released(&c, &format!("backup {ts} ")).await;
                 print_backups(std::slice::from_ref(&done));
                 if done["status"] != "Success" {
                     bail!("backup {ts} failed: {}", done["reason"].as_str().unwrap_or(""));
@@ -207,6 +208,21 @@ pub async fn backup(command: BackupCommand) -> Result<()> {
     }
 }
 
+/// Waits (a minute at most) until the agent no longer runs the operation whose description
+/// starts with `what`. A backup's or restore's record is final a moment before the agent lets
+/// go of the operation (Lease, status); a command run right after `--wait` must not find the
+/// agent still busy with it.
+async fn until_released(c: &Client, what: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        match c.get("/api/v1/release").await {
+            Ok(v) if v["running"].as_str().is_some_and(|r| r.starts_with(what)) => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls a backup or restore until it is no longer Running.
 async fn wait_for(c: &Client, path: &str) -> Result<Value> {
     loop {
@@ -249,6 +265,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
+        until_released(&c, "restore to ").await;
         println!("{}", serde_json::to_string_pretty(&done)?);
         if done["status"] != "Success" {
             bail!(

@@ -51,6 +51,13 @@ async fn fire(engine: &Arc<Engine>, due: Timestamp) {
             Err(BackupRequestError::Engine(EngineError::Busy(what))) => {
                 tracing::info!("scheduled backup due {due} waits: {what}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                // Settings changed while it waited: a run no longer wanted is dropped.
+                let settings = engine.backups.settings().settings;
+                if !settings.enable_regular_backups {
+                    tracing::info!("scheduled backup due {due} dropped: regular backups were disabled meanwhile");
+                    engine.backups.set_last_scheduled_run(due);
+                    return;
+                }
             }
             Err(BackupRequestError::SameSecond(_)) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;

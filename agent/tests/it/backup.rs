@@ -400,7 +400,21 @@ async fn scheduled_backups_and_retention() {
         .cli_async(&["backup", "config", "--set", "enableRegularBackups=false"])
         .await;
     assert!(out.status.success(), "{}", text(&out));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A run already started finishes; one waiting for the agent is dropped (it looks at the
+    // setting again within a second). Settled: idle, and still idle a moment later.
+    let started = Instant::now();
+    loop {
+        c.wait_idle().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let running = http(&c, reqwest::Method::GET, "/api/v1/release", VIEWER, None).await.1["running"].clone();
+        if running.is_null() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "backups kept starting after regular backups were disabled: {running}"
+        );
+    }
     let list = http(&c, reqwest::Method::GET, "/api/v1/backups", VIEWER, None).await.1;
     let all = list["backups"].as_array().unwrap();
     let scheduled: Vec<&Value> = all.iter().filter(|b| b["kind"] == "scheduled").collect();

@@ -124,7 +124,10 @@ impl Cluster {
         let http = reqwest::Client::new();
         let started = Instant::now();
         loop {
-            if http.get(format!("{}/healthz", self.url)).send().await.is_ok() {
+            let exited = self.agent.as_mut().and_then(|a| a.try_wait().ok().flatten());
+            assert!(exited.is_none(), "the agent exited ({exited:?}): {}", self.log());
+            let health = http.get(format!("{}/healthz", self.url)).send().await;
+            if health.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
             assert!(
@@ -165,6 +168,32 @@ impl Cluster {
             .await
             .unwrap()
             .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    /// Waits until the agent runs no operation and no backup (`running` is null).
+    pub(crate) async fn wait_idle(&self) {
+        let started = Instant::now();
+        loop {
+            let v: Value = reqwest::Client::new()
+                .get(format!("{}/api/v1/release", self.url))
+                .bearer_auth(VIEWER)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["running"].is_null() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the agent stayed busy with {}\n{}",
+                v["running"],
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub(crate) async fn get(&self, api_version: &str, kind: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
@@ -547,6 +576,11 @@ pub(crate) async fn wait_for(c: &Cluster, what: &str, done: impl Fn(&Value) -> b
         if let Some(r) = &r
             && done(r)
         {
+            // A final phase shows a moment before the agent lets go of the operation (Lease,
+            // bookkeeping): the caller's next request must not find it still busy.
+            if phase(r) == "Ready" || phase(r).starts_with("Stalled") {
+                c.wait_idle().await;
+            }
             return r.clone();
         }
         assert!(

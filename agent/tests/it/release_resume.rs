@@ -211,7 +211,8 @@ async fn upgrade_killed_at(vendor: &Vendor, bundles: &[std::path::PathBuf], kill
                 "{at:?} never reached: {op:?}\n{}",
                 c.log()
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Some kill points last only a few API calls (after Prune, the Record step).
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         // SIGKILL: no chance to clean up.
         let mut agent = c.agent.take().unwrap();

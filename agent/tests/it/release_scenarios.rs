@@ -1092,8 +1092,12 @@ async fn downgrades_intermediate_releases_and_an_expired_bundle() {
     );
     let v2 = vendor.build("2.0.0", 2);
     let v3 = vendor.build_spec(&spec(&d3), "3.0.0", 3);
-    // 1.0.0 was built an hour ago and expires 30 s from now: long enough to import and
-    // install it, over when the test comes back to it.
+    let c = Cluster::start(&vendor).await;
+    for f in [&v2, &v3] {
+        c.import(f);
+    }
+    // 1.0.0 was built an hour ago and expires 30 s from now: long enough to build, import
+    // and install it (about 7 s) on a slow machine, over when the test comes back to it.
     let now = schemas::Timestamp::now().unix();
     let expires = now + 30;
     let d1 = sample_copy("1.0.0");
@@ -1104,10 +1108,7 @@ async fn downgrades_intermediate_releases_and_an_expired_bundle() {
         now - 3600,
         &["--valid-for", &format!("{}s", expires - (now - 3600))],
     );
-    let c = Cluster::start(&vendor).await;
-    for f in [&v1, &v2, &v3] {
-        c.import(f);
-    }
+    c.import(&v1);
     upgrade_ok(&c, "1.0.0", &[]).await;
     let v1_web = image_of(&web(&c).await);
 

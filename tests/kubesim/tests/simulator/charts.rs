@@ -39,15 +39,28 @@ async fn rendered_chart_applies_twice_without_changes_then_upgrades_cleanly() {
         .cluster_ip
         .expect("clusterIP");
 
-    // Let the controllers settle, then the same render again must change nothing.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Let the controllers settle (the Deployment unchanged over 600 ms), then the same render
+    // again must change nothing.
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let rv_before = deploys
-        .get("demo-scaffold")
-        .await
-        .expect("deploy")
-        .metadata
-        .resource_version;
+    let settled = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let rv_before = loop {
+        let rv = deploys
+            .get("demo-scaffold")
+            .await
+            .expect("deploy")
+            .metadata
+            .resource_version;
+        seen.push(rv.clone());
+        if seen.len() >= 3 && seen[seen.len() - 3..].iter().all(|r| *r == rv) {
+            break rv;
+        }
+        assert!(
+            settled.elapsed() < std::time::Duration::from_secs(30),
+            "the Deployment never settled: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
     let before = sim.snapshot();
     kubectl_ok(&sim, &["apply", "--server-side", "--field-manager=sealift", "-f", &v1]);
     let changed: Vec<_> = before
