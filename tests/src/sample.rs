@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use sha2::{Digest as _, Sha256};
 
 use crate::oci_fixtures::{SyntheticImage, push_with_skopeo};
 use crate::registry::Registry;
@@ -108,14 +109,52 @@ pub fn sample_image(component: &str, version: &str) -> SyntheticImage {
     }
 }
 
-/// Pushes every sample image of every version into `registry` with skopeo, under
+/// Pushes every sample image of every version into `registry` (freshly started, empty) under
 /// `sealift-sample/<component>:<version>`. `work` holds the generated layouts.
+///
+/// The first call on a machine pushes them with skopeo (about 2 s for the nine images) and
+/// keeps a copy of the registry's storage, named by the images' digests; later calls copy
+/// that storage in. Most agent tests start this way.
 pub fn seed_sample_images(registry: &Registry, work: &Path) -> Result<()> {
+    let mut built = Vec::new();
+    let mut key = Sha256::new();
     for version in SAMPLE_VERSIONS {
         for component in SAMPLE_COMPONENTS {
             let layout = work.join(format!("{component}-{version}"));
-            let built = sample_image(component, version).write_layout(&layout)?;
-            push_with_skopeo(&built, registry, &format!("sealift-sample/{component}:{version}"))?;
+            let image = sample_image(component, version).write_layout(&layout)?;
+            key.update(format!("{component}:{version}@{}\n", image.digest).as_bytes());
+            built.push((component, version, image));
+        }
+    }
+    let key = hex::encode(&key.finalize()[..8]);
+    let seeded = std::env::temp_dir().join(format!("sealift-seeded-registry-{key}"));
+    if seeded.is_dir() {
+        return copy_tree(&seeded, &registry.storage_dir());
+    }
+    for (component, version, image) in &built {
+        push_with_skopeo(image, registry, &format!("sealift-sample/{component}:{version}"))?;
+    }
+    // Kept whole or not at all: copied aside, then renamed into place (a concurrent test may
+    // win the rename; its copy is as good).
+    let aside = tempfile::Builder::new()
+        .prefix("sealift-seeding-")
+        .tempdir_in(std::env::temp_dir())?;
+    copy_tree(&registry.storage_dir(), aside.path())?;
+    if fs_err::rename(aside.path(), &seeded).is_ok() {
+        std::mem::forget(aside);
+    }
+    Ok(())
+}
+
+/// Copies the files under `from` into `to` (directories created as needed).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry?;
+        let target = to.join(entry.path().strip_prefix(from)?);
+        if entry.file_type().is_dir() {
+            fs_err::create_dir_all(&target)?;
+        } else {
+            fs_err::copy(entry.path(), &target)?;
         }
     }
     Ok(())
