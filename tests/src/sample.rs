@@ -140,8 +140,9 @@ pub fn seed_sample_images(registry: &Registry, work: &Path) -> Result<()> {
         .prefix("sealift-seeding-")
         .tempdir_in(std::env::temp_dir())?;
     copy_tree(&registry.storage_dir(), aside.path())?;
-    if fs_err::rename(aside.path(), &seeded).is_ok() {
-        std::mem::forget(aside);
+    let aside = aside.keep();
+    if fs_err::rename(&aside, &seeded).is_err() {
+        fs_err::remove_dir_all(&aside)?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use schemas::Timestamp;
 use serde_json::{Value, json};
 use tests::registry::{Registry, RegistryOptions};
 
-use super::harness::{ADMIN, AgentYaml, VIEWER, cli_async, text, write_agent_dir};
+use super::harness::{ADMIN, AgentYaml, VIEWER, cli_async, get_json, text, write_agent_dir};
 use super::release::{AGENT_NS, Cluster, Vendor};
 
 /// 2026-01-02: inside the test bundles' validity.
@@ -897,15 +897,7 @@ async fn vars_are_checked_against_declarations_and_sensitive_values_are_never_sh
             .lines()
             .any(|l| l.starts_with("replicas") && l.contains("site") && l.contains(" 3"))
     );
-    let api: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/variables", c.url))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api: Value = get_json(&format!("{}/api/v1/variables", c.url), VIEWER).await;
     let pw = api["variables"]
         .as_array()
         .unwrap()

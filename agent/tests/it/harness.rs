@@ -69,6 +69,19 @@ pub(crate) async fn cli_async(url: &str, token: &str, args: &[&str]) -> Output {
     .unwrap()
 }
 
+/// `GET url` with `token`, its body as JSON (whatever the status).
+pub(crate) async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A command's exit code and output, for assertion messages.
 pub(crate) fn text(out: &Output) -> String {
     format!(

@@ -174,15 +174,7 @@ impl Cluster {
     pub(crate) async fn wait_idle(&self) {
         let started = Instant::now();
         loop {
-            let v: Value = reqwest::Client::new()
-                .get(format!("{}/api/v1/release", self.url))
-                .bearer_auth(VIEWER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = harness::get_json(&format!("{}/api/v1/release", self.url), VIEWER).await;
             if v["running"].is_null() {
                 return;
             }
@@ -225,15 +217,7 @@ impl Cluster {
     }
 
     pub(crate) async fn history(&self) -> Vec<Value> {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/revisions", self.url))
-            .bearer_auth(VIEWER)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = harness::get_json(&format!("{}/api/v1/revisions", self.url), VIEWER).await;
         v["revisions"].as_array().unwrap().clone()
     }
 }
@@ -434,15 +418,7 @@ async fn install_upgrade_and_an_automatic_rollback() {
     let v2_web = image_of(&web);
     // The release's value wins over the hand edit, and taking the field is on record.
     assert_eq!(web["spec"]["replicas"], 2);
-    let details: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/revisions/2", c.url))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let details: Value = harness::get_json(&format!("{}/api/v1/revisions/2", c.url), VIEWER).await;
     let took = details["steps"]
         .as_array()
         .unwrap()

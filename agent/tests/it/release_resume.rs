@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
+use super::harness::{VIEWER, get_json};
 use super::release::{Cluster, Vendor, outcomes, phase, wait_for};
 
 /// Where to kill the agent, judged from its persisted operation (`release/operation.json`).
@@ -307,18 +308,9 @@ async fn an_upgrade_killed_in_the_middle_of_its_image_push_resumes_it() {
     wipe(&mut c.target);
     let out = c.cli_async(&["upgrade", "2.0.0"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let http = reqwest::Client::new();
     let started = Instant::now();
     let caught = loop {
-        let s: Value = http
-            .get(format!("{}/api/v1/status", c.url))
-            .bearer_auth(super::release::VIEWER)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s: Value = get_json(&format!("{}/api/v1/status", c.url), VIEWER).await;
         let (done, total) = (
             s["push"]["bytesDone"].as_u64().unwrap(),
             s["push"]["bytesTotal"].as_u64().unwrap(),

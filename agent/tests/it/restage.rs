@@ -280,15 +280,7 @@ async fn a_stored_bundle_corrupted_on_disk_is_refused_when_staged_again_then_rep
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.dir.path().join("store/index.json")).unwrap()).unwrap();
     assert_eq!(index[0]["corrupt"].as_str(), Some(reason.as_str()));
-    let versions: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/versions", a.url))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let versions: serde_json::Value = super::harness::get_json(&format!("{}/api/v1/versions", a.url), VIEWER).await;
     assert_eq!(versions["versions"][0]["corrupt"].as_str(), Some(reason.as_str()));
     let after = snapshot(&a);
     assert_eq!(after.trust, before.trust, "the refusal moved the trust state");

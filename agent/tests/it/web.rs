@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use super::harness::get_json;
 use super::release::{ADMIN, Cluster, VIEWER, Vendor, condition, phase, wait_for};
 
 fn e2e_dir() -> PathBuf {
@@ -93,18 +92,6 @@ fn tampered(file: &Path) -> PathBuf {
     let out = file.with_file_name("tampered.sealift");
     std::fs::write(&out, bytes).unwrap();
     out
-}
-
-async fn get_json(url: &str, token: &str) -> Value {
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
