@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::import::ImportOptions;
 
@@ -255,7 +256,6 @@ impl Client {
     /// commit stages the images from the stored copy. Otherwise the upload goes on.
     pub async fn upload(&self, file: &Path, options: ImportOptions) -> Result<Value> {
         let size = fs_err::metadata(file)?.len();
-        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
         let head_end = head_entry_end(&mut fs_err::File::open(file)?, size)?;
         let mut body = serde_json::to_value(options)?;
         body["size"] = json!(size);
@@ -391,7 +391,6 @@ where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     futures_util::stream::unfold(file, |mut file| async move {
-        use tokio::io::AsyncReadExt as _;
         let mut buf = vec![0u8; 256 * 1024];
         match file.read(&mut buf).await {
             Ok(0) => None,

@@ -80,7 +80,8 @@ pub fn simulated_spec(version: &str, into: &Path) -> Result<PathBuf> {
     Ok(into.join("sealift.yaml"))
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+/// Copies a directory tree (directories and regular files) into `to`, creating it.
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     fs_err::create_dir_all(to)?;
     for entry in fs_err::read_dir(from)? {
         let entry = entry?;
@@ -129,7 +130,7 @@ pub fn seed_sample_images(registry: &Registry, work: &Path) -> Result<()> {
     let key = hex::encode(&key.finalize()[..8]);
     let seeded = std::env::temp_dir().join(format!("sealift-seeded-registry-{key}"));
     if seeded.is_dir() {
-        return copy_tree(&seeded, &registry.storage_dir());
+        return copy_dir(&seeded, &registry.storage_dir());
     }
     for (component, version, image) in &built {
         push_with_skopeo(image, registry, &format!("sealift-sample/{component}:{version}"))?;
@@ -139,24 +140,10 @@ pub fn seed_sample_images(registry: &Registry, work: &Path) -> Result<()> {
     let aside = tempfile::Builder::new()
         .prefix("sealift-seeding-")
         .tempdir_in(std::env::temp_dir())?;
-    copy_tree(&registry.storage_dir(), aside.path())?;
+    copy_dir(&registry.storage_dir(), aside.path())?;
     let aside = aside.keep();
     if fs_err::rename(&aside, &seeded).is_err() {
         fs_err::remove_dir_all(&aside)?;
-    }
-    Ok(())
-}
-
-/// Copies the files under `from` into `to` (directories created as needed).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry?;
-        let target = to.join(entry.path().strip_prefix(from)?);
-        if entry.file_type().is_dir() {
-            fs_err::create_dir_all(&target)?;
-        } else {
-            fs_err::copy(entry.path(), &target)?;
-        }
     }
     Ok(())
 }

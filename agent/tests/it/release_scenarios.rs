@@ -24,22 +24,9 @@ pub(crate) fn sample_copy(version: &str) -> tempfile::TempDir {
         .expect("the sample spec has a directory")
         .to_owned();
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&from, dir.path());
+    tests::sample::copy_dir(&from, dir.path()).unwrap();
     tests::sample::simulate_data_steps(dir.path()).unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Replaces the one occurrence of `from` in `file` (relative to `dir`) with `to`.

@@ -551,24 +551,10 @@ impl Build {
 // ---------------------------------------------------------------------------------------
 // charts and specs
 
-/// Copies a directory tree (regular files and directories only).
-pub fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs_err::create_dir_all(&dest).unwrap();
-        } else {
-            fs_err::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// Copies `testdata/sample-app/VERSION/` (spec and chart) into `dir`; returns the spec path.
 pub fn copy_sample(version: &str, dir: &Path) -> PathBuf {
     let src = sample::sample_spec(version);
-    copy_dir(src.parent().unwrap(), dir);
+    sample::copy_dir(src.parent().unwrap(), dir).unwrap();
     dir.join("sealift.yaml")
 }
 
